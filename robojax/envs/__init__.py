@@ -1,0 +1,28 @@
+"""The functional env interface, its wrappers, and bridges to other env ecosystems."""
+
+from robojax.envs.core import ArraySpec, Env, EnvState, HostEnv, Wrapper, tree_where
+from robojax.envs.wrappers import (
+    ActionRepeat,
+    AutoResetWrapper,
+    DomainRandomization,
+    EpisodeStatistics,
+    TimeLimit,
+    Uniform,
+    VmapWrapper,
+)
+
+__all__ = [
+    "ActionRepeat",
+    "ArraySpec",
+    "AutoResetWrapper",
+    "DomainRandomization",
+    "Env",
+    "EnvState",
+    "EpisodeStatistics",
+    "HostEnv",
+    "TimeLimit",
+    "Uniform",
+    "VmapWrapper",
+    "Wrapper",
+    "tree_where",
+]
