@@ -156,6 +156,10 @@ def load_model(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
     model = mujoco.MjModel.from_xml_path(path)
     for name, value in (overrides or {}).items():
         if not hasattr(model.opt, name):
-            raise ValueError(f"unknown MuJoCo option {name!r}")
+            valid = sorted(k for k in dir(model.opt) if not k.startswith("_"))
+            raise ValueError(
+                f"unknown override {name!r}: it is neither a task argument nor a MuJoCo <option>"
+                f" field (options: {', '.join(valid)})"
+            )
         setattr(model.opt, name, value)
     return model
