@@ -1,0 +1,197 @@
+"""Env throughput: batched MJX steps/s per task vs the same model stepped by C MuJoCo.
+
+    python -m benchmarks.env_throughput                      # all tasks, batch 1/64/1024/4096
+    python -m benchmarks.env_throughput --tasks=cartpole_balance --batch_sizes=1,1024
+
+For each task and batch size it jits one `lax.scan` of `--scan_steps` control steps of the full
+training stack (time limit, episode statistics, vmap, autoreset) with uniform random actions,
+reports compile time and the median steps/s over `--repeats` timed calls. Beside it, the same
+MJCF model stepped by C MuJoCo (`mujoco.mj_step`, one thread, same substeps per control step).
+Writes a markdown table and JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+_TASKS = flags.DEFINE_list("tasks", None, "Tasks to measure (default: all registered).")
+_BATCH = flags.DEFINE_list("batch_sizes", ["1", "64", "1024", "4096"], "Batch sizes.")
+_SCAN = flags.DEFINE_integer("scan_steps", 50, "Control steps per jitted call.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per configuration (median reported).")
+_C_SECONDS = flags.DEFINE_float("c_seconds", 2.0, "Seconds of C MuJoCo stepping per task.")
+_MAX_BYTES = flags.DEFINE_float("max_state_gb", 6.0, "Skip batch sizes whose state exceeds this.")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/env_throughput", "Output path stem (.md, .json).")
+
+
+def c_mujoco_steps_per_s(env, seconds: float) -> float:
+    """Control steps/s of the task's C model, one thread, from its home/initial state."""
+    import mujoco
+    import numpy as np
+
+    model = env.unwrapped.mj_model
+    data = mujoco.MjData(model)
+    if model.nkey:
+        mujoco.mj_resetDataKeyframe(model, data, 0)
+    n_sub = env.unwrapped.n_substeps
+    rng = np.random.default_rng(0)
+    lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    ctrls = rng.uniform(lo, hi, size=(1024, model.nu))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for i in range(256):
+            data.ctrl[:] = ctrls[(steps + i) % 1024]
+            mujoco.mj_step(model, data, nstep=n_sub)
+        steps += 256
+    loop_rate = steps / (time.perf_counter() - start)
+
+    # The same stepping without the Python loop: mujoco.rollout runs mj_step in C, one thread.
+    from mujoco import rollout
+
+    nstep = 20000 * n_sub
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    state0 = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state0, spec)
+    controls = np.repeat(ctrls, nstep // 1024 + 1, axis=0)[:nstep][None]
+    rollout.rollout(model, data, state0[None], controls[:, :100])  # warm-up
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        rollout.rollout(model, data, state0[None], controls)
+        times.append(time.perf_counter() - t0)
+    return loop_rate, 20000 / statistics.median(times)
+
+
+def mjx_steps_per_s(name: str, batch: int, scan_steps: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+
+    env = envs.make(name, num_envs=batch)
+    spec = env.action_spec
+
+    @jax.jit
+    def rollout(state, key):
+        def body(s, k):
+            a = jax.random.uniform(k, (batch,) + spec.shape, minval=spec.low, maxval=spec.high)
+            s = env.step(s, a)
+            return s, s.reward.mean()
+
+        return jax.lax.scan(body, state, jax.random.split(key, scan_steps))
+
+    state = jax.jit(env.reset)(jax.random.key(0))
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
+    t0 = time.perf_counter()
+    compiled = rollout.lower(state, jax.random.key(1)).compile()
+    compile_s = time.perf_counter() - t0
+    state, _ = compiled(state, jax.random.key(1))  # warm-up
+    jax.block_until_ready(state)
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        state, r = compiled(state, jax.random.key(2 + i))
+        jax.block_until_ready((state, r))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        "steps_per_s": batch * scan_steps / med,
+        "compile_s": compile_s,
+        "state_mb_per_env": state_bytes / batch / 1e6,
+        "call_s_median": med,
+    }
+
+
+def machine_info() -> dict:
+    import jax
+    import mujoco
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "mujoco": mujoco.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def main(argv):
+    del argv
+    import envs
+
+    tasks = _TASKS.value or envs.names()
+    batches = [int(b) for b in _BATCH.value]
+    info = machine_info()
+    rows = []
+    for name in tasks:
+        env = envs.make(name)
+        c_rate, c_pure = c_mujoco_steps_per_s(env, _C_SECONDS.value)
+        print(f"{name}: C MuJoCo {c_rate:,.0f} steps/s (Python loop), {c_pure:,.0f} (rollout, pure C)", flush=True)
+        per_env_mb = None
+        for batch in batches:
+            if per_env_mb is not None and per_env_mb * batch / 1e3 > _MAX_BYTES.value:
+                print(f"  batch {batch}: skipped (state would exceed {_MAX_BYTES.value} GB)")
+                continue
+            r = mjx_steps_per_s(name, batch, _SCAN.value if batch > 1 else 4 * _SCAN.value, _REPEATS.value)
+            per_env_mb = r["state_mb_per_env"]
+            r.update(
+                task=name,
+                batch=batch,
+                c_mujoco_steps_per_s=c_rate,
+                c_rollout_steps_per_s=c_pure,
+                ratio_vs_c=r["steps_per_s"] / c_rate,
+                ratio_vs_c_rollout=r["steps_per_s"] / c_pure,
+            )
+            rows.append(r)
+            print(
+                f"  batch {batch:5d}: {r['steps_per_s']:12,.0f} steps/s  compile {r['compile_s']:5.1f}s"
+                f"  ({r['ratio_vs_c']:.2f}x C)",
+                flush=True,
+            )
+    command = "python -m " + " ".join(["benchmarks.env_throughput"] + sys.argv[1:])
+    lines = [
+        "# Env throughput: MJX (batched, jitted) vs C MuJoCo (single thread)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']};"
+        f" jax {info['jax']}, mujoco {info['mujoco']}, Python {info['python']}.",
+        f"MJX: median of {_REPEATS.value} calls of a jitted `lax.scan` over {_SCAN.value} control steps"
+        f" ({4 * _SCAN.value} at batch 1) of the full training stack (time limit, episode stats, vmap,"
+        " autoreset), random actions. C MuJoCo, one thread, same model and substeps per control step:"
+        " `mj_step` called from a Python loop (what a host-side env pays), and `mujoco.rollout`"
+        " (the C loop, no Python overhead). Steps are control steps.",
+        "",
+        "| task | batch | MJX steps/s | C mj_step loop | MJX / C loop | C rollout | MJX / C rollout | compile s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['batch']} | {r['steps_per_s']:,.0f} | {r['c_mujoco_steps_per_s']:,.0f}"
+            f" | {r['ratio_vs_c']:.2f} | {r['c_rollout_steps_per_s']:,.0f} | {r['ratio_vs_c_rollout']:.2f}"
+            f" | {r['compile_s']:.1f} |"
+        )
+    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+    for ext, text in ((".md", "\n".join(lines) + "\n"), (".json", json.dumps({"command": command, "machine": info, "rows": rows}, indent=1))):
+        tmp = _OUT.value + ext + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, _OUT.value + ext)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app.run(main)
