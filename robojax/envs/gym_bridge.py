@@ -18,7 +18,6 @@ Both directions keep `terminated` (no bootstrap) apart from `truncated` (time li
 from __future__ import annotations
 
 import functools
-import weakref
 from typing import Any, Callable, Mapping
 
 import gymnasium
@@ -65,21 +64,18 @@ def spec_from_box(space: gymnasium.Space, name: str) -> ArraySpec:
 
 
 # ---- shared jitted functions ---------------------------------------------------------------------
-# One pair of jitted (reset, step) per robojax env object, shared by every gym env built on it, so
-# `gymnasium.make` twice (or check_env's re-makes) traces and compiles once.
-_JITTED: "weakref.WeakKeyDictionary[Env, tuple[Callable, Callable]]" = weakref.WeakKeyDictionary()
+_JITTED_ATTR = "_gym_bridge_jitted"
 
 
 def _jitted(env: Env) -> tuple[Callable, Callable]:
-    try:
-        return _JITTED[env]
-    except KeyError:
-        pass
-    fns = (jax.jit(env.reset), jax.jit(env.step))
-    try:
-        _JITTED[env] = fns
-    except TypeError:  # not weak-referenceable: no sharing, still correct
-        pass
+    """One pair of jitted (reset, step) per robojax env object, shared by every gym env built on it,
+    so `gymnasium.make` twice (or check_env's re-makes) traces and compiles once. Stored on the env
+    itself (read through `vars`, not `getattr`, which wrappers forward to the inner env), so the
+    cache lives and dies with the env."""
+    fns = vars(env).get(_JITTED_ATTR)
+    if fns is None:
+        fns = (jax.jit(env.reset), jax.jit(env.step))
+        vars(env)[_JITTED_ATTR] = fns
     return fns
 
 
@@ -324,15 +320,6 @@ class GymnasiumVectorEnv(VectorEnv):
 
 
 # ---- gymnasium registry entry points -------------------------------------------------------------
-def _freeze(value):
-    if isinstance(value, Mapping):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    hash(value)  # raises TypeError for unhashable values: no caching then
-    return value
-
-
 @functools.lru_cache(maxsize=32)
 def _make_robojax_cached(env_name: str, frozen: tuple) -> Env:
     import envs  # the task suite sits above robojax in the dependency order: import lazily
@@ -342,10 +329,10 @@ def _make_robojax_cached(env_name: str, frozen: tuple) -> Env:
 
 def _make_robojax(env_name: str, **kwargs) -> Env:
     """`envs.make`, reusing the env object (and so its compiled functions) for repeated kwargs."""
+    frozen = tuple(sorted(kwargs.items()))
     try:
-        frozen = tuple(sorted(kwargs.items()))
-        hash(_freeze(dict(frozen)))
-    except TypeError:  # e.g. domain_randomization callables: build afresh
+        hash(frozen)
+    except TypeError:  # e.g. a domain_randomization dict: build afresh
         import envs
 
         return envs.make(env_name, **kwargs)
@@ -391,7 +378,8 @@ def _seed_from(key_or_seed) -> int | None:
     if isinstance(key_or_seed, (int, np.integer)):
         return int(key_or_seed)
     key = key_or_seed
-    if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     words = np.asarray(key).astype(np.uint64).ravel()
     if words.size == 0:
