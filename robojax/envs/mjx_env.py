@@ -100,6 +100,10 @@ class MjxEnv(Env, abc.ABC):
     def action_to_ctrl(self, action: jax.Array) -> jax.Array:
         return self._ctrl_center + self._ctrl_half * jnp.clip(action, -1.0, 1.0)
 
+    def _ctrl(self, data: mjx.Data, action: jax.Array) -> jax.Array:
+        """Actuator controls for `action` in the current state (default: affine onto ctrlrange)."""
+        return self.action_to_ctrl(action)
+
     def reset(self, key: jax.Array) -> EnvState:
         key, rng = jax.random.split(key)
         data, episode = self._reset_physics(key)
@@ -121,7 +125,7 @@ class MjxEnv(Env, abc.ABC):
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         model = self.model_for(state.dynamics)
-        data = state.physics.replace(ctrl=self.action_to_ctrl(action))
+        data = state.physics.replace(ctrl=self._ctrl(state.physics, action))
 
         def substep(d, _):
             return mjx.step(model, d), None
