@@ -1,0 +1,346 @@
+"""SAC benchmarks for issue 3: time to threshold, sample efficiency vs UTD, loop throughput.
+
+    python -m benchmarks.sac                                   # all three parts
+    python -m benchmarks.sac --parts=targets --seeds=0,1,2
+    python -m benchmarks.sac --parts=throughput --num_envs_list=1,16,128
+
+targets:    the default config (`experiments.train_sac` defaults) on cartpole_balance (eval >= 900)
+            and pendulum_swingup (eval >= 700), each run in a fresh process with the persistent
+            compile cache off, so the wall-clock counts Python start-up, imports and all
+            compilation. Evaluation every `--eval_interval` env steps (10 episodes, deterministic
+            actor); reports env steps and seconds to the first evaluation at or above threshold.
+utd:        the same on cartpole_balance with utd_ratio 1, 4 and 16 (env steps to threshold).
+throughput: the jitted collect-and-update iteration alone at num_envs 1, 16, 128 (utd and batch as
+            default): env steps/s and gradient updates/s once compiled, and collection alone.
+Writes benchmarks/results/sac.md and sac.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_PARTS = flags.DEFINE_list("parts", ["targets", "utd", "throughput"], "Which measurements to run.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds for the time-to-threshold runs.")
+_UTD_SEEDS = flags.DEFINE_list("utd_seeds", ["0"], "Seeds for the utd_ratio sweep.")
+_UTDS = flags.DEFINE_list("utd_ratios", ["1", "4", "16"], "utd_ratio values for the sample-efficiency sweep.")
+_NUM_ENVS = flags.DEFINE_list("num_envs_list", ["1", "16", "128"], "num_envs values for the throughput part.")
+_EVAL_INTERVAL = flags.DEFINE_integer("eval_interval", 1000, "Env steps between evaluations in threshold runs.")
+_MAX_STEPS = flags.DEFINE_integer("max_env_steps", 60_000, "Give up on a threshold run after this many env steps.")
+_TIME_LIMIT = flags.DEFINE_float("time_limit_s", 600.0, "Kill a threshold run after this many seconds.")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/sac", "Output path stem (.md, .json).")
+_RENDER_ONLY = flags.DEFINE_boolean("render_only", False, "Re-write the markdown from the saved JSON.")
+_CHILD = flags.DEFINE_string("child", None, "Internal: run one training from this JSON spec and print the result.")
+
+THRESHOLDS = {"cartpole_balance": 900.0, "pendulum_swingup": 700.0}
+BUDGET_S = 300.0  # issue 3: within 5 minutes wall-clock including compilation
+
+
+def _config(spec: dict):
+    from robojax.agents.sac.config import SACConfig, TrainConfig
+
+    sac = dataclasses.replace(SACConfig(), **spec.get("sac", {}))
+    return dataclasses.replace(TrainConfig(), **{k: v for k, v in spec.items() if k != "sac"}, sac=sac)
+
+
+def run_child(spec: dict) -> None:
+    """One training run in this (fresh) process; prints a JSON line with the learning curve."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)  # count all compilation
+    from robojax.agents.sac.train import train
+
+    train_start = time.time()
+    result = train(_config(spec))
+    print("RESULT " + json.dumps({
+        "train_start_unix": train_start,
+        "first_iteration_s": result.first_iteration_s,
+        "env_steps": result.env_steps,
+        "wall_s": result.wall_s,
+        "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
+    }), flush=True)
+
+
+def threshold_run(env: str, seed: int, threshold: float, sac: dict | None = None) -> dict:
+    """Launch a fresh process, train until an evaluation reaches `threshold`, report when it did."""
+    spec = {
+        "env": env,
+        "seed": seed,
+        "total_env_steps": _MAX_STEPS.value,
+        "eval_interval": _EVAL_INTERVAL.value,
+        "target_eval_return": threshold,
+        "progress_bar": False,
+        "sac": sac or {},
+    }
+    launch = time.time()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.sac", f"--child={json.dumps(spec)}"],
+            capture_output=True, text=True, timeout=_TIME_LIMIT.value, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        out = json.loads(lines[-1][len("RESULT "):])
+    except subprocess.TimeoutExpired:
+        return {"env": env, "seed": seed, "sac": sac or {}, "threshold": threshold, "reached": False,
+                "timed_out": True, "process_wall_s": time.time() - launch}
+    startup_s = out["train_start_unix"] - launch  # interpreter start and imports
+    hit = next(((s, w, r) for s, w, r in out["evals"] if r >= threshold), None)
+    row = {
+        "env": env,
+        "seed": seed,
+        "sac": sac or {},
+        "threshold": threshold,
+        "reached": hit is not None,
+        "env_steps_to_threshold": hit[0] if hit else None,
+        "seconds_to_threshold": startup_s + hit[1] if hit else None,
+        "return_at_threshold": hit[2] if hit else None,
+        "best_return": max(r for _, _, r in out["evals"]),
+        "startup_s": startup_s,
+        "first_iteration_s": out["first_iteration_s"],
+        "env_steps": out["env_steps"],
+        "process_wall_s": time.time() - launch,
+        "evals": out["evals"],
+    }
+    print(
+        f"  {env} seed {seed} {sac or ''}: "
+        + (
+            f"{row['return_at_threshold']:.0f} at {row['env_steps_to_threshold']:,d} steps,"
+            f" {row['seconds_to_threshold']:.0f} s"
+            if hit
+            else f"not reached (best {row['best_return']:.0f} in {out['env_steps']:,d} steps)"
+        ),
+        flush=True,
+    )
+    return row
+
+
+def throughput(num_envs: int, iterations: int = 3) -> dict:
+    """Env steps/s and gradient updates/s of the compiled iteration, and of collection alone."""
+    import jax
+
+    from robojax.agents.sac import train as sac_train
+
+    base = _config({"env": "cartpole_balance"})
+    steps = max(8, 2000 // num_envs)
+    rows = {}
+    for phase, learning_starts in (("train", 0), ("collect", 10**9)):
+        config = dataclasses.replace(
+            base, num_envs=num_envs, steps_per_iteration=steps, learning_starts=learning_starts
+        )
+        env = sac_train.default_env_factory(config.env, num_envs)
+        state = jax.jit(sac_train.init_loop_state, static_argnums=(1, 2))(jax.random.PRNGKey(0), env, config)
+        iteration = sac_train.make_iteration(env, config)
+        t0 = time.perf_counter()
+        state, metrics = iteration(state)
+        jax.block_until_ready(state)
+        compile_s = time.perf_counter() - t0
+        times = []
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            state, metrics = iteration(state)
+            jax.block_until_ready(state)
+            times.append(time.perf_counter() - t0)
+        dt = statistics.median(times)
+        rows[phase] = {
+            "env_steps_per_s": num_envs * steps / dt,
+            "critic_updates_per_s": (config.sac.utd_ratio * steps / dt) if phase == "train" else 0.0,
+            "actor_updates_per_s": (steps / dt) if phase == "train" else 0.0,
+            "first_call_s": compile_s,
+            "iteration_s": dt,
+        }
+    row = {"num_envs": num_envs, "steps_per_iteration": steps, "utd_ratio": base.sac.utd_ratio,
+           "batch_size": base.sac.batch_size, **{f"{p}_{k}": v for p, r in rows.items() for k, v in r.items()}}
+    print(
+        f"  num_envs {num_envs:4d}: {row['train_env_steps_per_s']:,.0f} env steps/s,"
+        f" {row['train_critic_updates_per_s']:,.0f} critic updates/s; collection alone"
+        f" {row['collect_env_steps_per_s']:,.0f} env steps/s",
+        flush=True,
+    )
+    return row
+
+
+def _summary(rows: list[dict]) -> dict:
+    reached = [r for r in rows if r["reached"]]
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    return {
+        "runs": len(rows),
+        "reached": len(reached),
+        "within_budget": sum(r["seconds_to_threshold"] <= BUDGET_S for r in reached),
+        "median_steps": med([r["env_steps_to_threshold"] for r in reached]),
+        "median_seconds": med([r["seconds_to_threshold"] for r in reached]),
+        "max_seconds": max((r["seconds_to_threshold"] for r in reached), default=None),
+    }
+
+
+def machine_info() -> dict:
+    import platform
+
+    import jax
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
+            "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def _fmt(value, spec=",.0f"):
+    return "—" if value is None else format(value, spec)
+
+
+def render_markdown(results: dict) -> list[str]:
+    """The results as markdown tables (also used to re-render a saved JSON with --render_only)."""
+    load_before, load_after = results["load_average_before_after"]
+    d = results["defaults"]
+    s = d["sac"]
+    lines = [
+        "# SAC benchmarks (issue 3)",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, backend"
+        f" {results['machine']['backend']}; jax {results['machine']['jax']}. Load average before/after:"
+        f" {load_before[0]:.1f} / {load_after[0]:.1f} (the machine is shared, so"
+        " wall-clock figures are noisy and pessimistic).",
+        f"Defaults: num_envs {d['num_envs']}, utd_ratio {s['utd_ratio']}, batch {s['batch_size']}, critics"
+        f" {s['critic_ensemble_size']} (subset {s['critic_subset_size']}), widths {s['critic_hidden_dims']},"
+        f" lr {s['critic_lr']}, tau {s['tau']}, learning_starts {d['learning_starts']}.",
+        "",
+    ]
+    if "targets" in results:
+        lines += [
+            f"## Time to threshold (fresh process, no compile cache; eval every {results['eval_interval']} steps,"
+            f" {d['eval_episodes']} episodes; budget {BUDGET_S:.0f} s)",
+            "",
+            "| task | threshold | seed | env steps to threshold | seconds to threshold"
+            " | start-up + first iteration s | eval return then |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["targets"]:
+            lines.append(
+                f"| {r['env']} | {r['threshold']:.0f} | {r['seed']} | {_fmt(r.get('env_steps_to_threshold'))}"
+                f" | {_fmt(r.get('seconds_to_threshold'))}"
+                f" | {_fmt(r.get('startup_s', 0) + r.get('first_iteration_s', 0))}"
+                f" | {_fmt(r.get('best_return'))} |"
+            )
+        lines += [
+            "",
+            "Runs stop at the first evaluation at or above the threshold; seconds count from process launch.",
+        ]
+        lines += [
+            "",
+            "| task | reached | within 5 min | median steps | median s | worst s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for env in THRESHOLDS:
+            sm = _summary([r for r in results["targets"] if r["env"] == env and "best_return" in r])
+            lines.append(
+                f"| {env} | {sm['reached']}/{len(results['seeds'])} | {sm['within_budget']}/{len(results['seeds'])}"
+                f" | {_fmt(sm['median_steps'])} | {_fmt(sm['median_seconds'])} | {_fmt(sm['max_seconds'])} |"
+            )
+        lines.append("")
+    if "utd" in results:
+        lines += [
+            "## Env steps to threshold vs utd_ratio (cartpole_balance, eval >= 900)",
+            "",
+            "| utd_ratio | seed | env steps to threshold | seconds to threshold | eval return then |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["utd"]:
+            lines.append(
+                f"| {r['sac']['utd_ratio']} | {r['seed']} | {_fmt(r.get('env_steps_to_threshold'))}"
+                f" | {_fmt(r.get('seconds_to_threshold'))} | {_fmt(r.get('best_return'))} |"
+            )
+        lines.append("")
+    if "throughput" in results:
+        lines += [
+            "## On-device loop throughput (cartpole_balance, compiled iteration, median of 3 calls)",
+            "",
+            "utd_ratio counts critic updates per step of the vectorised env, so with N envs one update step"
+            " serves N transitions: gradient updates/s stay flat while env steps/s grow with N. Collection"
+            " alone is the same iteration during warm-up (random actions, no updates).",
+            "",
+            "| num_envs | env steps/s | critic updates/s | actor updates/s | collection-only env steps/s"
+            " | first call (compile) s |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["throughput"]:
+            lines.append(
+                f"| {r['num_envs']} | {r['train_env_steps_per_s']:,.0f} | {r['train_critic_updates_per_s']:,.0f}"
+                f" | {r['train_actor_updates_per_s']:,.0f} | {r['collect_env_steps_per_s']:,.0f}"
+                f" | {r['train_first_call_s']:.1f} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _write(results: dict, lines: list[str]) -> None:
+    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+    for ext, text in ((".md", "\n".join(lines)), (".json", json.dumps(results, indent=1))):
+        tmp = _OUT.value + ext + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, _OUT.value + ext)
+    print("\n".join(lines))
+
+
+def main(argv):
+    del argv
+    if _CHILD.value:
+        run_child(json.loads(_CHILD.value))
+        return
+    if _RENDER_ONLY.value:
+        with open(_OUT.value + ".json") as f:
+            results = json.load(f)
+        results.setdefault("eval_interval", _EVAL_INTERVAL.value)
+        results.setdefault("seeds", [int(seed) for seed in _SEEDS.value])
+        _write(results, render_markdown(results))
+        return
+    from robojax.agents.sac.config import TrainConfig
+
+    command = "python -m " + " ".join(["benchmarks.sac"] + sys.argv[1:])
+    results: dict = {
+        "command": command,
+        "machine": machine_info(),
+        "defaults": dataclasses.asdict(TrainConfig()),
+        "eval_interval": _EVAL_INTERVAL.value,
+        "seeds": [int(seed) for seed in _SEEDS.value],
+    }
+    load_before = os.getloadavg()
+    if "targets" in _PARTS.value:
+        print("time to threshold, default config:", flush=True)
+        results["targets"] = [
+            threshold_run(env, int(seed), threshold) for env, threshold in THRESHOLDS.items() for seed in _SEEDS.value
+        ]
+    if "utd" in _PARTS.value:
+        print("env steps to threshold vs utd_ratio (cartpole_balance):", flush=True)
+        results["utd"] = [
+            threshold_run("cartpole_balance", int(seed), THRESHOLDS["cartpole_balance"], {"utd_ratio": int(utd)})
+            for utd in _UTDS.value
+            for seed in _UTD_SEEDS.value
+        ]
+    if "throughput" in _PARTS.value:
+        import jax
+
+        jax.config.update("jax_enable_compilation_cache", False)
+        print("on-device loop throughput (cartpole_balance):", flush=True)
+        results["throughput"] = [throughput(int(n)) for n in _NUM_ENVS.value]
+    results["load_average_before_after"] = [load_before, os.getloadavg()]
+
+    _write(results, render_markdown(results))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,417 @@
+"""The on-device SAC loop: N vectorised envs, collect-and-update in one jit per iteration.
+
+Each iteration is one jitted call that runs `steps_per_iteration` vectorised env steps in a
+`lax.scan`; every step acts (uniform random during warm-up), inserts the batch of transitions into
+the replay buffer, and runs one learner update step (`utd_ratio` critic updates + one actor and
+temperature update). The host loop only evaluates, logs and checkpoints, at iteration boundaries,
+so a run killed anywhere resumes exactly from its last checkpoint: every random stream lives in
+the saved `LoopState`, and evaluation draws from its own stream keyed by the env-step count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from absl import logging as absl_logging
+from flax import struct
+
+import robojax
+from robojax import checkpoint as ckpt
+from robojax import logging as rlog
+from robojax.agents.sac import learner
+from robojax.agents.sac.config import SACConfig, TrainConfig, to_dict
+from robojax.data import replay
+from robojax.data.demos import load_demos
+from robojax.data.replay import ReplayBuffer, Transition
+from robojax.envs.core import Env, EnvState
+
+EnvFactory = Callable[[str, int], Env]
+
+# Loop settings that may change between a run and its resumption without changing what it learns.
+RESUMABLE_CHANGES = (
+    "total_env_steps",
+    "eval_interval",
+    "eval_episodes",
+    "target_eval_return",
+    "checkpoint_interval",
+    "checkpoints_to_keep",
+    "checkpoint_replay",
+    "workdir",
+    "resume",
+    "progress_bar",
+)
+
+
+@struct.dataclass
+class LoopState:
+    """The whole state of an on-device run at an iteration boundary (what a checkpoint holds)."""
+
+    learner: learner.TrainState
+    env_state: EnvState
+    replay: ReplayBuffer
+    demo: ReplayBuffer | None
+    rng: jax.Array  # acting, warm-up actions and minibatch sampling
+    env_steps: jax.Array  # transitions collected, summed over envs
+    iteration: jax.Array
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run reports: final evaluation, the learning curve, and where things went."""
+
+    final_eval_return: float
+    eval_history: list[dict]  # one dict per evaluation: env_steps, wall_s, eval_return, ...
+    env_steps: int
+    wall_s: float
+    first_iteration_s: float  # includes compiling the iteration
+    workdir: str | None
+    state: LoopState = dataclasses.field(repr=False)
+
+
+def default_env_factory(name: str, num_envs: int) -> Env:
+    """A batched, autoresetting task from the `envs` registry."""
+    import envs  # the task suite sits above robojax in the dependency order: import lazily
+
+    return envs.make(name, num_envs=num_envs)
+
+
+def sample_update_batches(
+    key: jax.Array, online: ReplayBuffer, demo: ReplayBuffer | None, config: SACConfig
+) -> Transition:
+    """`utd_ratio` minibatches, shape (utd_ratio, batch_size, ...); half demo, half online with demos."""
+    keys = jax.random.split(key, config.utd_ratio)
+    if demo is None:
+        return jax.vmap(lambda k: replay.sample(online, k, config.batch_size))(keys)
+    return jax.vmap(lambda k: replay.sample_symmetric(online, demo, k, config.batch_size))(keys)
+
+
+def init_loop_state(key: jax.Array, env: Env, config: TrainConfig, demos: Transition | None = None) -> LoopState:
+    """Fresh learner, env batch, empty replay buffer, and the demo buffer filled from `demos`."""
+    learner_key, env_key, loop_key = jax.random.split(key, 3)
+    obs_spec, action_spec = env.observation_spec, env.action_spec
+    example = Transition.example(obs_spec.shape, action_spec.shape)
+    demo_buffer = None
+    if demos is not None:
+        n = len(demos.reward)
+        if n > config.demo_capacity:
+            raise ValueError(
+                f"the demo file holds {n} transitions but demo_capacity is {config.demo_capacity}; raise it"
+            )
+        demo_buffer = replay.insert(replay.init(example, config.demo_capacity), demos)
+    state = LoopState(
+        learner=learner.init(learner_key, obs_spec, action_spec, config.sac),
+        env_state=env.reset(env_key),
+        replay=replay.init(example, config.replay_capacity),
+        demo=demo_buffer,
+        rng=loop_key,
+        env_steps=jnp.zeros((), jnp.int32),
+        iteration=jnp.zeros((), jnp.int32),
+    )
+    # The iteration donates the whole state, and XLA refuses to donate one buffer twice: the target
+    # critics start as the critics, and a reset's final_obs is its obs (matters when run eagerly).
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+
+
+def learning_config(config: TrainConfig) -> TrainConfig:
+    """`config` with the settings that do not change what is learned reset to their defaults.
+
+    Jitted functions are cached on it, so runs that differ only in budget, intervals or run
+    directory (a resumed run, a test's second run) reuse the compiled iteration.
+    """
+    defaults = TrainConfig()
+    return dataclasses.replace(config, **{name: getattr(defaults, name) for name in RESUMABLE_CHANGES})
+
+
+@functools.lru_cache(maxsize=8)
+def make_iteration(env: Env, config: TrainConfig) -> Callable[[LoopState], tuple[LoopState, dict]]:
+    """The jitted collect-insert-update iteration; the loop state (buffers included) is donated."""
+    sac, num_envs = config.sac, config.num_envs
+    action_shape = (num_envs,) + tuple(env.action_spec.shape)
+    zero_metrics = {name: jnp.zeros((), jnp.float32) for name in learner.metric_names()}
+
+    def env_step(state: LoopState, _):
+        rng, act_key, random_key, update_key = jax.random.split(state.rng, 4)
+        obs = state.env_state.obs
+        warming_up = state.env_steps < config.learning_starts
+        action = jnp.where(
+            warming_up,
+            jax.random.uniform(random_key, action_shape, minval=-1.0, maxval=1.0),
+            learner.act(state.learner, obs, act_key),
+        )
+        next_env_state = env.step(state.env_state, action)
+        buffer = replay.insert(state.replay, Transition.from_env_step(obs, action, next_env_state))
+        learner_state = learner.update_observation_normalizer(state.learner, obs)
+        env_steps = state.env_steps + num_envs
+
+        def train_step(learner_state):
+            batches = sample_update_batches(update_key, buffer, state.demo, sac)
+            return learner.update(learner_state, batches)
+
+        learning = env_steps >= config.learning_starts
+        learner_state, metrics = jax.lax.cond(
+            learning, train_step, lambda s: (s, zero_metrics), learner_state
+        )
+        info = next_env_state.info
+        done = info["episode_done"].astype(jnp.float32)
+        out = {
+            **metrics,
+            "learning": learning.astype(jnp.float32),
+            "episodes": jnp.sum(done),
+            "episode_return_sum": jnp.sum(done * info["episode_return"]),
+            "episode_success_sum": jnp.sum(done * info["episode_success"].astype(jnp.float32)),
+        }
+        state = state.replace(
+            learner=learner_state, env_state=next_env_state, replay=buffer, rng=rng, env_steps=env_steps
+        )
+        return state, out
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def iteration(state: LoopState) -> tuple[LoopState, dict]:
+        state, out = jax.lax.scan(env_step, state, None, length=config.steps_per_iteration)
+        updates = jnp.sum(out["learning"])
+        episodes = jnp.sum(out["episodes"])
+        metrics = {name: jnp.sum(out[name]) / jnp.maximum(updates, 1.0) for name in learner.metric_names()}
+        metrics["train/episodes"] = episodes
+        metrics["train/episode_return"] = jnp.sum(out["episode_return_sum"]) / jnp.maximum(episodes, 1.0)
+        metrics["train/episode_success"] = jnp.sum(out["episode_success_sum"]) / jnp.maximum(episodes, 1.0)
+        metrics["update_steps"] = updates
+        return state.replace(iteration=state.iteration + 1), metrics
+
+    return iteration
+
+
+# Jitted: run eagerly, an MJX reset and the network inits dispatch thousands of small ops.
+_init_loop_state_jit = jax.jit(init_loop_state, static_argnums=(1, 2))
+
+
+def episode_length_of(env: Env) -> int:
+    """The env's episode length: its time limit, else the task's own (evaluation runs one episode)."""
+    length = getattr(env, "max_steps", None) or getattr(env, "episode_length", None)
+    if length is None:
+        raise ValueError(f"{env!r} has neither a TimeLimit nor an `episode_length`; evaluation needs finite episodes")
+    return int(length)
+
+
+@functools.lru_cache(maxsize=8)
+def make_evaluator(eval_env: Env) -> Callable[[learner.TrainState, jax.Array], dict]:
+    """Jitted evaluation: one episode per env of `eval_env` with the deterministic actor."""
+    max_steps = episode_length_of(eval_env)
+
+    @jax.jit
+    def evaluate(learner_state: learner.TrainState, key: jax.Array) -> dict:
+        env_state = eval_env.reset(key)
+        batch = env_state.obs.shape[0]
+
+        def body(carry, _):
+            env_state, returns, success, running = carry
+            action = learner.act_deterministic(learner_state, env_state.obs)
+            env_state = eval_env.step(env_state, action)
+            returns = returns + jnp.where(running, env_state.reward, 0.0)
+            finished = running & env_state.info["episode_done"]
+            success = jnp.where(finished, env_state.info["episode_success"], success)
+            return (env_state, returns, success, running & ~env_state.info["episode_done"]), None
+
+        init = (env_state, jnp.zeros(batch), jnp.zeros(batch, bool), jnp.ones(batch, bool))
+        (_, returns, success, _), _ = jax.lax.scan(body, init, None, length=max_steps)
+        return {"eval/return": jnp.mean(returns), "eval/return_std": jnp.std(returns),
+                "eval/success": jnp.mean(success.astype(jnp.float32)), "eval/returns": returns}
+
+    return evaluate
+
+
+def run_metadata(env: Env, config: TrainConfig) -> dict:
+    """What a checkpoint records about the run, checked on resume."""
+    return {
+        "format": "robojax.sac.loop/1",
+        "robojax_version": robojax.__version__,
+        "jax_version": jax.__version__,
+        "env": config.env,
+        "observation_spec": env.observation_spec.to_dict(),
+        "action_spec": env.action_spec.to_dict(),
+        "config": to_dict(config),
+    }
+
+
+def resume_fingerprint(metadata: dict) -> dict:
+    """The part of the run metadata that must match for a resume to continue the same run."""
+    config = {k: v for k, v in metadata["config"].items() if k not in RESUMABLE_CHANGES}
+    return {
+        "env": metadata["env"],
+        "observation_spec": {k: metadata["observation_spec"][k] for k in ("shape", "dtype")},
+        "action_spec": {k: metadata["action_spec"][k] for k in ("shape", "dtype", "low", "high")},
+        "config": config,
+    }
+
+
+def _crossed(before: int, after: int, interval: int) -> bool:
+    return after // interval > before // interval
+
+
+def _open_checkpointer(workdir: str, config: TrainConfig) -> "ckpt.Checkpointer":
+    """The run's checkpoint directory, refusing to resume from nothing or to overwrite a run."""
+    directory = os.path.join(workdir, "checkpoints")
+    missing = FileNotFoundError(
+        f"resume: no checkpoint in {directory}; check the workdir, or run without resume to start a new run"
+    )
+    if config.resume and not os.path.isdir(directory):
+        raise missing
+    checkpointer = ckpt.Checkpointer(directory, keep=config.checkpoints_to_keep, create=not config.resume)
+    latest = checkpointer.latest_step()
+    problem = None
+    if config.resume and latest is None:
+        problem = missing
+    elif not config.resume and latest is not None:
+        problem = FileExistsError(
+            f"{directory} already holds checkpoints (latest step {latest}); resume to continue that run,"
+            " or choose a new workdir"
+        )
+    if problem:
+        checkpointer.close()
+        raise problem
+    return checkpointer
+
+
+def _write_json(path: str, value: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> TrainResult:
+    """Run (or resume) SAC on a batched env and return the final evaluation and learning curve.
+
+    env_factory: `(name, num_envs) -> Env`, batched, autoresetting, with `EpisodeStatistics`, as
+      `envs.make(name, num_envs=n)` builds (the default).
+    """
+    start = time.perf_counter()
+    workdir = os.path.abspath(config.workdir) if config.workdir else None
+    checkpointer = _open_checkpointer(workdir, config) if workdir else None  # cheap checks first
+    try:
+        return _train(config, env_factory or default_env_factory, workdir, checkpointer, start)
+    finally:
+        if checkpointer:
+            checkpointer.close()  # waits for asynchronous saves
+
+
+def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
+    env = make_env(config.env, config.num_envs)
+    eval_env = make_env(config.env, config.eval_episodes)
+    if env.batch_size != config.num_envs:
+        raise ValueError(f"env factory returned batch size {env.batch_size}, expected num_envs={config.num_envs}")
+    learner.check_action_spec(env.action_spec)
+    demos = None
+    if config.demo_path is not None:
+        demos = load_demos(config.demo_path, env.observation_spec.shape, env.action_spec.shape)
+
+    train_key, eval_root = jax.random.split(jax.random.PRNGKey(config.seed))
+    loop_state = _init_loop_state_jit(train_key, env, learning_config(config), demos)
+    metadata = run_metadata(env, config)
+    if checkpointer and config.resume:
+        loop_state = restore_loop_state(checkpointer, loop_state, metadata, checkpointer.latest_step())
+        absl_logging.info("resumed at env step %d from %s", int(loop_state.env_steps), checkpointer.directory)
+    if workdir:
+        _write_json(os.path.join(workdir, "config.json"), metadata)
+
+    env_steps = int(loop_state.env_steps)
+    resume_step = env_steps if config.resume else None
+    progress = rlog.ProgressBar(config.total_env_steps, initial=env_steps, enabled=config.progress_bar)
+    sinks: list[rlog.MetricsSink] = [rlog.StdoutSink(keys=("eval/return", "eval/success"), print_fn=progress.write)]
+    if workdir:
+        sinks.append(rlog.JsonlSink(os.path.join(workdir, "metrics.jsonl"), resume_step=resume_step))
+        sinks.append(rlog.TensorBoardSink(os.path.join(workdir, "tensorboard"), purge_step=resume_step))
+    logger = rlog.MetricsLogger(sinks)
+    iteration = make_iteration(env, learning_config(config))
+    evaluate = make_evaluator(eval_env)
+    eval_history = [r for r in logger.history() if "eval/return" in r]
+    first_iteration_s = None
+    last_eval: dict | None = None
+
+    def run_eval(state: LoopState, steps: int) -> dict:
+        # Its own random stream, keyed by the step count: evaluating never perturbs training.
+        out = jax.device_get(evaluate(state.learner, jax.random.fold_in(eval_root, steps)))
+        record = {k: float(v) for k, v in out.items() if k != "eval/returns"}
+        record.update(env_steps=steps, wall_s=time.perf_counter() - start)
+        logger.write(steps, record)
+        eval_history.append(record)
+        progress.set_eval_return(record["eval/return"])
+        return record
+
+    try:
+        while env_steps < config.total_env_steps:
+            t0 = time.perf_counter()
+            loop_state, metrics = iteration(loop_state)
+            metrics = jax.device_get(metrics)  # the one device-to-host transfer per iteration
+            before, env_steps = env_steps, int(loop_state.env_steps)
+            dt = time.perf_counter() - t0
+            first_iteration_s = dt if first_iteration_s is None else first_iteration_s
+            progress.update(env_steps)
+            record = {k: float(v) for k, v in metrics.items()}
+            record.update(env_steps=env_steps, env_steps_per_s=config.env_steps_per_iteration / dt,
+                          wall_s=time.perf_counter() - start)
+            logger.write(env_steps, record)
+            done = env_steps >= config.total_env_steps
+            if _crossed(before, env_steps, config.eval_interval) or done:
+                last_eval = run_eval(loop_state, env_steps)
+            target_reached = (
+                config.target_eval_return is not None
+                and last_eval is not None
+                and last_eval["env_steps"] == env_steps
+                and last_eval["eval/return"] >= config.target_eval_return
+            )
+            if checkpointer and (_crossed(before, env_steps, config.checkpoint_interval) or done or target_reached):
+                save_loop_state(checkpointer, loop_state, metadata, config.checkpoint_replay)
+            if target_reached:
+                break
+        if last_eval is None or last_eval["env_steps"] != env_steps:
+            last_eval = run_eval(loop_state, env_steps)
+    finally:
+        progress.close()
+        logger.close()
+
+    if workdir:
+        policy = {"actor_params": loop_state.learner.actor_params, "obs_normalizer": loop_state.learner.obs_normalizer}
+        ckpt.save_policy(os.path.join(workdir, "policy"), policy, metadata)
+        rlog.plot_learning_curve(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "learning_curve.png"))
+    return TrainResult(
+        final_eval_return=last_eval["eval/return"],
+        eval_history=eval_history,
+        env_steps=env_steps,
+        wall_s=time.perf_counter() - start,
+        first_iteration_s=first_iteration_s or 0.0,
+        workdir=workdir,
+        state=loop_state,
+    )
+
+
+def save_loop_state(checkpointer: "ckpt.Checkpointer", state: LoopState, metadata: dict, with_replay: bool) -> None:
+    """Checkpoint at the current env-step count; buffers go in their own item so they can be left out."""
+    buffers = {"replay": state.replay, "demo": state.demo}
+    core = state.replace(replay=None, demo=None)
+    extras = {"buffers": buffers} if with_replay else None
+    checkpointer.save(int(state.env_steps), core, extras=extras, metadata=metadata)
+
+
+def restore_loop_state(checkpointer: "ckpt.Checkpointer", template: LoopState, metadata: dict, step: int) -> LoopState:
+    """Restore a checkpoint into the shapes of `template`, refusing one from a different run."""
+    saved = checkpointer.read_metadata(step)
+    ckpt.check_compatible(resume_fingerprint(saved), resume_fingerprint(metadata), where=checkpointer.step_path(step))
+    buffers_template = {"replay": template.replay, "demo": template.demo}
+    core, extras = checkpointer.restore(
+        template.replace(replay=None, demo=None), step=step, extras={"buffers": buffers_template}
+    )
+    buffers = extras.get("buffers")
+    if buffers is None:
+        absl_logging.warning(
+            "checkpoint %s was saved without replay buffers: resuming with empty ones (not an exact resume)",
+            checkpointer.step_path(step),
+        )
+        buffers = buffers_template
+    return core.replace(replay=buffers["replay"], demo=buffers["demo"])

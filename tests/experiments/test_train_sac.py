@@ -1,0 +1,74 @@
+"""experiments.train_sac: one flag per config field, and clear errors for bad flags and paths."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from experiments import train_sac
+from robojax.agents.sac.config import SACConfig, TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True)
+def parsed_flags():
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver():
+        yield
+
+
+def test_every_config_field_is_a_flag_with_the_config_default():
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "sac"] + list(dataclasses.fields(SACConfig))
+    for field in fields:
+        assert field.name in flags.FLAGS, field.name
+    with flagsaver.flagsaver(workdir="/tmp/run"):
+        config = train_sac.config_from_flags()
+    assert config == dataclasses.replace(TrainConfig(), workdir="/tmp/run")
+
+
+def test_flags_build_the_config():
+    with flagsaver.flagsaver(
+        env="pendulum_swingup", num_envs=3, critic_hidden_dims=["32", "16"], utd_ratio=4, demo_path="", workdir=None
+    ):
+        config = train_sac.config_from_flags()
+    assert config.env == "pendulum_swingup" and config.num_envs == 3
+    assert config.sac.critic_hidden_dims == (32, 16) and config.sac.utd_ratio == 4
+    assert config.demo_path is None
+    assert config.workdir.startswith(os.path.join("runs", "sac_pendulum_swingup_"))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(env="cartpole_balanse"), "unknown env 'cartpole_balanse'. Did you mean 'cartpole_balance'"),
+        (dict(num_envs=-2), "num_envs must be a positive integer"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(critic_hidden_dims=["64", "x"]), "--critic_hidden_dims needs comma-separated integers"),
+        (dict(critic_subset_size=20), "cannot exceed critic_ensemble_size"),
+    ],
+)
+def test_bad_flags_raise_clear_errors(overrides, message):
+    with flagsaver.flagsaver(**overrides):
+        with pytest.raises(ValueError, match=message):
+            train_sac.config_from_flags()
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train_sac", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
+def test_command_line_reports_bad_flags_and_paths(tmp_path):
+    bad_env = _run("--env=cartpole_balanse", f"--workdir={tmp_path}")
+    assert bad_env.returncode == 1 and "Did you mean 'cartpole_balance'" in bad_env.stderr
+    no_checkpoint = _run("--resume", f"--workdir={tmp_path / 'nothing_here'}")
+    assert no_checkpoint.returncode == 1 and "resume: no checkpoint in" in no_checkpoint.stderr
+    assert not os.path.exists(tmp_path / "nothing_here")
