@@ -12,7 +12,11 @@ targets:    the default config (`experiments.train_sac` defaults) on cartpole_ba
 utd:        the same on cartpole_balance with utd_ratio 1, 4 and 16 (env steps to threshold).
 throughput: the jitted collect-and-update iteration alone at num_envs 1, 16, 128 (utd and batch as
             default): env steps/s and gradient updates/s once compiled, and collection alone.
-Writes benchmarks/results/sac.md and sac.json.
+gym:        gymnasium's own InvertedPendulum-v5 through the threaded host actor/learner loop
+            (`host_loop.HostTrainConfig` defaults), fresh process, no compile cache: env steps and
+            seconds to the first evaluation (5 episodes, deterministic policy) at return 1000.
+            `python -m benchmarks.sac --parts=gym --seeds=0,1,2`
+Writes benchmarks/results/sac.md and sac.json; parts not run keep their previous results.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import time
 
 from absl import app, flags
 
-_PARTS = flags.DEFINE_list("parts", ["targets", "utd", "throughput"], "Which measurements to run.")
+_PARTS = flags.DEFINE_list("parts", ["targets", "utd", "throughput", "gym"], "Which measurements to run.")
+_GYM_ENV = flags.DEFINE_string("gym_env", "InvertedPendulum-v5", "Gymnasium id for the host-loop part.")
+_GYM_THRESHOLD = flags.DEFINE_float("gym_threshold", 1000.0, "Eval return threshold of the host-loop part.")
+_GYM_MAX_STEPS = flags.DEFINE_integer("gym_max_env_steps", 30_000, "Give up on a host-loop run after this many steps.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds for the time-to-threshold runs.")
 _UTD_SEEDS = flags.DEFINE_list("utd_seeds", ["0"], "Seeds for the utd_ratio sweep.")
 _UTDS = flags.DEFINE_list("utd_ratios", ["1", "4", "16"], "utd_ratio values for the sample-efficiency sweep.")
@@ -50,11 +57,32 @@ def _config(spec: dict):
     return dataclasses.replace(TrainConfig(), **{k: v for k, v in spec.items() if k != "sac"}, sac=sac)
 
 
+def _host_config(spec: dict):
+    from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+
+    sac = dataclasses.replace(HOST_SAC_DEFAULTS, **spec.get("sac", {}))
+    return dataclasses.replace(HostTrainConfig(), **{k: v for k, v in spec.items() if k not in ("sac", "host")}, sac=sac)
+
+
 def run_child(spec: dict) -> None:
     """One training run in this (fresh) process; prints a JSON line with the learning curve."""
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)  # count all compilation
+    if spec.get("host"):
+        from robojax.agents.sac import host_loop
+
+        train_start = time.time()
+        result = host_loop.train(_host_config(spec))
+        print("RESULT " + json.dumps({
+            "train_start_unix": train_start,
+            "first_iteration_s": 0.0,
+            "env_steps": result.env_steps,
+            "updates": result.updates,
+            "wall_s": result.wall_s,
+            "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
+        }), flush=True)
+        return
     from robojax.agents.sac.train import train
 
     train_start = time.time()
@@ -68,17 +96,19 @@ def run_child(spec: dict) -> None:
     }), flush=True)
 
 
-def threshold_run(env: str, seed: int, threshold: float, sac: dict | None = None) -> dict:
+def threshold_run(env: str, seed: int, threshold: float, sac: dict | None = None, host: bool = False) -> dict:
     """Launch a fresh process, train until an evaluation reaches `threshold`, report when it did."""
     spec = {
         "env": env,
         "seed": seed,
-        "total_env_steps": _MAX_STEPS.value,
+        "total_env_steps": _GYM_MAX_STEPS.value if host else _MAX_STEPS.value,
         "eval_interval": _EVAL_INTERVAL.value,
         "target_eval_return": threshold,
         "progress_bar": False,
         "sac": sac or {},
     }
+    if host:
+        spec["host"] = True
     launch = time.time()
     try:
         proc = subprocess.run(
@@ -107,6 +137,7 @@ def threshold_run(env: str, seed: int, threshold: float, sac: dict | None = None
         "startup_s": startup_s,
         "first_iteration_s": out["first_iteration_s"],
         "env_steps": out["env_steps"],
+        "updates": out.get("updates"),
         "process_wall_s": time.time() - launch,
         "evals": out["evals"],
     }
@@ -283,6 +314,29 @@ def render_markdown(results: dict) -> list[str]:
                 f" | {r['train_first_call_s']:.1f} |"
             )
         lines.append("")
+    if "gym" in results:
+        g = results["gym"]
+        hs = g["defaults"]["sac"]
+        lines += [
+            f"## Gymnasium {g['env']} through the host actor/learner loop (eval return >= {g['threshold']:.0f})",
+            "",
+            f"Command: `{g['command']}`. Threaded actor (CPU act, jitted) and learner in one process;"
+            f" `HostTrainConfig` defaults: utd_ratio {hs['utd_ratio']}, batch {hs['batch_size']}, widths"
+            f" {hs['critic_hidden_dims']}, critics {hs['critic_ensemble_size']}, learning_starts"
+            f" {g['defaults']['learning_starts']}, publish every {g['defaults']['publish_interval']} updates,"
+            f" actor lead <= {g['defaults']['max_actor_lead']} steps; eval every {g['eval_interval']} steps,"
+            f" {g['defaults']['eval_episodes']} episodes, deterministic policy. Seconds count from process"
+            " launch (imports and all compilation included, no compile cache).",
+            "",
+            "| seed | env steps to threshold | seconds to threshold | learner updates at stop | eval return then |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in g["rows"]:
+            lines.append(
+                f"| {r['seed']} | {_fmt(r.get('env_steps_to_threshold'))} | {_fmt(r.get('seconds_to_threshold'))}"
+                f" | {_fmt(r.get('updates'))} | {_fmt(r.get('best_return'))} |"
+            )
+        lines.append("")
     return lines
 
 
@@ -311,14 +365,40 @@ def main(argv):
     from robojax.agents.sac.config import TrainConfig
 
     command = "python -m " + " ".join(["benchmarks.sac"] + sys.argv[1:])
-    results: dict = {
-        "command": command,
-        "machine": machine_info(),
-        "defaults": dataclasses.asdict(TrainConfig()),
-        "eval_interval": _EVAL_INTERVAL.value,
-        "seeds": [int(seed) for seed in _SEEDS.value],
-    }
+    previous = {}
+    if os.path.exists(_OUT.value + ".json"):
+        with open(_OUT.value + ".json") as f:
+            previous = json.load(f)
+    device_parts = [p for p in _PARTS.value if p != "gym"]
+    if device_parts or not previous:
+        results: dict = {
+            **{k: v for k, v in previous.items() if k in ("targets", "utd", "throughput", "gym")},
+            "command": command,
+            "machine": machine_info(),
+            "defaults": dataclasses.asdict(TrainConfig()),
+            "eval_interval": _EVAL_INTERVAL.value,
+            "seeds": [int(seed) for seed in _SEEDS.value],
+        }
+    else:
+        results = previous  # only the gym part: keep the rest as it was
     load_before = os.getloadavg()
+    if "gym" in _PARTS.value:
+        from robojax.agents.sac.host_loop import HostTrainConfig
+
+        print(f"host loop on gymnasium {_GYM_ENV.value}:", flush=True)
+        results["gym"] = {
+            "command": command,
+            "machine": machine_info(),
+            "env": _GYM_ENV.value,
+            "threshold": _GYM_THRESHOLD.value,
+            "eval_interval": _EVAL_INTERVAL.value,
+            "defaults": dataclasses.asdict(HostTrainConfig()),
+            "rows": [threshold_run(_GYM_ENV.value, int(seed), _GYM_THRESHOLD.value, host=True) for seed in _SEEDS.value],
+            "load_average_before_after": [load_before, os.getloadavg()],
+        }
+        if not device_parts:
+            _write(results, render_markdown(results))
+            return
     if "targets" in _PARTS.value:
         print("time to threshold, default config:", flush=True)
         results["targets"] = [

@@ -4,9 +4,18 @@
     python -m experiments.train_sac --env=pendulum_swingup --workdir=runs/sac_pendulum
     python -m experiments.train_sac --workdir=runs/sac_pendulum --env=pendulum_swingup --resume
 
+A gymnasium id (any env not in `envs.names()` that `gymnasium.registry` has) runs the threaded
+host actor/learner loop (`robojax.agents.sac.host_loop`) instead, optionally with a human in the loop:
+
+    python -m experiments.train_sac --env=InvertedPendulum-v5 --target_eval_return=1000
+    python -m experiments.train_sac --env=InvertedPendulum-v5 --intervention=keyboard
+
 Every field of `TrainConfig` and `SACConfig` is a flag of the same name (layer widths as
-comma-separated lists, e.g. `--critic_hidden_dims=128,128`). The run directory receives
-checkpoints, `metrics.jsonl`, TensorBoard events, `learning_curve.png` and the final `policy/`.
+comma-separated lists, e.g. `--critic_hidden_dims=128,128`); the host loop adds the fields of
+`HostTrainConfig` that the on-device loop lacks. For a gymnasium id, flags left unset take the
+host loop's defaults (`HostTrainConfig`, `host_loop.HOST_SAC_DEFAULTS`), not the on-device ones.
+The run directory receives checkpoints, `metrics.jsonl`, TensorBoard events, `learning_curve.png`
+and the final `policy/`.
 """
 
 from __future__ import annotations
@@ -20,9 +29,21 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from robojax.agents.sac.config import SACConfig, TrainConfig
+from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
 
 _SAC_FIELDS = tuple(f for f in dataclasses.fields(SACConfig))
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name != "sac")
+_TRAIN_NAMES = {f.name for f in _TRAIN_FIELDS}
+_HOST_FIELDS = tuple(f for f in dataclasses.fields(HostTrainConfig) if f.name != "sac")
+_HOST_ONLY_FIELDS = tuple(f for f in _HOST_FIELDS if f.name not in _TRAIN_NAMES)
+_DEVICE_ONLY = tuple(sorted(_TRAIN_NAMES - {f.name for f in _HOST_FIELDS}))
+
+_INTERVENTION = flags.DEFINE_enum(
+    "intervention", "none", ["none", "keyboard", "spacemouse"],
+    "Host loop (gymnasium ids) only: a human source whose actions replace the policy's and also go"
+    " to the demo buffer. keyboard: keys a/d, s/w, j/l, k/i, u/o, n/m drive action dims 0..5 to -1/+1"
+    " (stdin must be a terminal); spacemouse: needs the optional `pyspacemouse` package.",
+)
 
 _COMPILE_CACHE = flags.DEFINE_string(
     "compile_cache_dir",
@@ -52,6 +73,8 @@ for _field in _TRAIN_FIELDS:
     _define(_field, _field.default)
 for _field in _SAC_FIELDS:
     _define(_field, _field.default)
+for _field in _HOST_ONLY_FIELDS:
+    _define(_field, _field.default)
 
 FLAGS = flags.FLAGS
 
@@ -68,10 +91,40 @@ def _value(field: dataclasses.Field):
     return value
 
 
-def config_from_flags() -> TrainConfig:
-    """Build the validated config from parsed flags; a run directory is made up when none is given."""
+def _is_set(name: str) -> bool:
+    return not FLAGS[name].using_default_value
+
+
+def host_config_from_flags() -> HostTrainConfig:
+    """The host loop's config: flags that were set, the host loop's own defaults for the rest."""
+    env = FLAGS.env
+    wrong = [name for name in _DEVICE_ONLY if _is_set(name)]
+    if wrong:
+        raise ValueError(
+            f"--{', --'.join(wrong)} only apply to the on-device loop; {env!r} is a gymnasium id, which"
+            " runs the host loop (one env, threaded actor and learner)"
+        )
+    values = {f.name: _value(f) for f in _HOST_FIELDS if _is_set(f.name)}
+    values["env"] = env
+    if values.get("workdir") is None:
+        values["workdir"] = os.path.join("runs", f"sac_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}")
+    sac = dataclasses.replace(HOST_SAC_DEFAULTS, **{f.name: _value(f) for f in _SAC_FIELDS if _is_set(f.name)})
+    return HostTrainConfig(**values, sac=sac)
+
+
+def config_from_flags() -> TrainConfig | HostTrainConfig:
+    """Build the validated config from parsed flags; a run directory is made up when none is given.
+
+    A robojax task name gives a `TrainConfig` (on-device loop); a gymnasium id a `HostTrainConfig`.
+    """
     import envs
 
+    from robojax.agents.sac.host_loop import is_gym_id
+
+    if FLAGS.env not in envs.names() and is_gym_id(FLAGS.env):
+        return host_config_from_flags()
+    if _INTERVENTION.value != "none":
+        raise ValueError("--intervention needs the host loop: pass a gymnasium id as --env")
     values = {f.name: _value(f) for f in _TRAIN_FIELDS}
     envs.task_class(values["env"])  # unknown names raise with the valid list and close matches
     if values["workdir"] is None:
@@ -104,8 +157,12 @@ def main(argv: typing.Sequence[str]) -> None:
     enable_compilation_cache(_COMPILE_CACHE.value)
     if config.resume:
         print(f"resuming the run in {os.path.abspath(config.workdir)}", flush=True)
-    from robojax.agents.sac.train import train
     from robojax.checkpoint import CheckpointMismatchError
+
+    if isinstance(config, HostTrainConfig):
+        _run_host_loop(config)
+        return
+    from robojax.agents.sac.train import train
 
     try:
         result = train(config)
@@ -115,6 +172,31 @@ def main(argv: typing.Sequence[str]) -> None:
     print(
         f"final eval return {result.final_eval_return:.1f} after {result.env_steps:,d} env steps"
         f" in {result.wall_s:.0f} s (first iteration incl. compile {result.first_iteration_s:.0f} s)\n"
+        f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, learning_curve.png, policy/, checkpoints/)"
+    )
+
+
+def _run_host_loop(config: HostTrainConfig) -> None:
+    from robojax.agents.sac import host_loop
+    from robojax.agents.sac.interventions import make_intervention
+    from robojax.checkpoint import CheckpointMismatchError
+
+    try:
+        probe = host_loop.make_gym_env(config.env)
+        action_dim = probe.action_spec.shape[0]
+        probe.close()
+        intervention = make_intervention(_INTERVENTION.value, action_dim)
+    except (TypeError, ValueError, RuntimeError) as e:  # non-Box spaces, no TTY, no pyspacemouse
+        raise app.UsageError(str(e)) from None
+    if intervention is not None and hasattr(intervention, "describe"):
+        print(f"intervention keys: {intervention.describe()}", flush=True)
+    try:
+        result = host_loop.train(config, intervention=intervention)
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError) as e:
+        raise app.UsageError(str(e)) from None
+    print(
+        f"final eval return {result.final_eval_return:.1f} after {result.env_steps:,d} env steps,"
+        f" {result.updates:,d} updates, {result.interventions:,d} intervened steps, in {result.wall_s:.0f} s\n"
         f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, learning_curve.png, policy/, checkpoints/)"
     )
 

@@ -1,0 +1,48 @@
+"""experiments.train_sac with a gymnasium id: the host loop's config from flags."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from experiments import train_sac
+from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+
+
+@pytest.fixture(autouse=True)
+def parsed_flags():
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver():
+        yield
+
+
+def test_gym_id_builds_a_host_config_with_host_defaults():
+    with flagsaver.flagsaver(env="InvertedPendulum-v5", workdir="/tmp/ip", utd_ratio=4, max_actor_lead=7):
+        config = train_sac.config_from_flags()
+    assert isinstance(config, HostTrainConfig)
+    expected = dataclasses.replace(
+        HostTrainConfig(), workdir="/tmp/ip", max_actor_lead=7, sac=dataclasses.replace(HOST_SAC_DEFAULTS, utd_ratio=4)
+    )
+    assert config == expected
+
+
+def test_robojax_names_keep_the_on_device_loop():
+    with flagsaver.flagsaver(env="cartpole_balance", workdir="/tmp/cp"):
+        config = train_sac.config_from_flags()
+    assert not isinstance(config, HostTrainConfig) and config.env == "cartpole_balance"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(env="InvertedPendulum-v5", num_envs=4), "--num_envs only apply to the on-device loop"),
+        (dict(env="cartpole_balance", intervention="keyboard"), "--intervention needs the host loop"),
+        (dict(env="InvertedPendulum-v5", max_actor_lead=0), "max_actor_lead must be a positive integer"),
+    ],
+)
+def test_bad_host_flags(overrides, message):
+    with flagsaver.flagsaver(**overrides):
+        with pytest.raises(ValueError, match=message):
+            train_sac.config_from_flags()
