@@ -82,7 +82,6 @@ def c_mujoco_steps_per_s(env, seconds: float) -> float:
 
 def mjx_steps_per_s(name: str, batch: int, scan_steps: int, repeats: int) -> dict:
     import jax
-    import jax.numpy as jnp
 
     import envs
 

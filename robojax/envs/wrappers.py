@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from robojax.envs.core import Env, EnvState, Wrapper, tree_where
+from robojax.envs.core import Env, Wrapper, tree_where
 
 
 class TimeLimit(Wrapper):

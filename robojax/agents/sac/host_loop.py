@@ -38,11 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging as absl_logging
 
-import robojax
 from robojax import checkpoint as ckpt
 from robojax import logging as rlog
 from robojax.agents.sac import learner
-from robojax.agents.sac.config import SACConfig, _field, _positive, to_dict
+from robojax.agents.sac import train as device_loop
+from robojax.agents.sac.train import _crossed
+from robojax.agents.sac.config import SACConfig, _field, _positive
 from robojax.agents.sac.interventions import InterventionSource
 from robojax.agents.sac.networks import deterministic_action, make_networks, sample_tanh_gaussian
 from robojax.data import normalizer, replay
@@ -57,21 +58,7 @@ HOST_SAC_DEFAULTS = SACConfig(
     actor_hidden_dims=(64, 64), critic_hidden_dims=(64, 64), utd_ratio=2, batch_size=128
 )
 
-RESUMABLE_CHANGES = (
-    "total_env_steps",
-    "eval_interval",
-    "eval_episodes",
-    "target_eval_return",
-    "checkpoint_interval",
-    "checkpoints_to_keep",
-    "checkpoint_replay",
-    "workdir",
-    "resume",
-    "progress_bar",
-    "log_interval",
-    "max_actor_lead",
-    "publish_interval",
-)
+RESUMABLE_CHANGES = device_loop.RESUMABLE_CHANGES + ("log_interval", "max_actor_lead", "publish_interval")
 
 
 class HostLoopError(RuntimeError):
@@ -260,29 +247,11 @@ def _stack(transitions: list[Transition]) -> Transition:
 
 # ---- metadata, checkpoints -----------------------------------------------------------------------
 def run_metadata(env: HostEnv, config: HostTrainConfig) -> dict:
-    return {
-        "format": "robojax.sac.host_loop/1",
-        "robojax_version": robojax.__version__,
-        "jax_version": jax.__version__,
-        "env": config.env,
-        "observation_spec": env.observation_spec.to_dict(),
-        "action_spec": env.action_spec.to_dict(),
-        "config": to_dict(config),
-    }
+    return device_loop.run_metadata(env, config, fmt="robojax.sac.host_loop/1")
 
 
 def resume_fingerprint(metadata: dict) -> dict:
-    config = {k: v for k, v in metadata["config"].items() if k not in RESUMABLE_CHANGES}
-    return {
-        "env": metadata["env"],
-        "observation_spec": {k: metadata["observation_spec"][k] for k in ("shape", "dtype")},
-        "action_spec": {k: metadata["action_spec"][k] for k in ("shape", "dtype", "low", "high")},
-        "config": config,
-    }
-
-
-def _crossed(before: int, after: int, interval: int) -> bool:
-    return after // interval > before // interval
+    return device_loop.resume_fingerprint(metadata, RESUMABLE_CHANGES)
 
 
 def _write_json(path: str, value: Any) -> None:

@@ -226,10 +226,10 @@ def make_evaluator(eval_env: Env) -> Callable[[learner.TrainState, jax.Array], d
     return evaluate
 
 
-def run_metadata(env: Env, config: TrainConfig) -> dict:
-    """What a checkpoint records about the run, checked on resume."""
+def run_metadata(env, config, fmt: str = "robojax.sac.loop/1") -> dict:
+    """What a checkpoint records about the run, checked on resume (shared with the host loop)."""
     return {
-        "format": "robojax.sac.loop/1",
+        "format": fmt,
         "robojax_version": robojax.__version__,
         "jax_version": jax.__version__,
         "env": config.env,
@@ -239,9 +239,9 @@ def run_metadata(env: Env, config: TrainConfig) -> dict:
     }
 
 
-def resume_fingerprint(metadata: dict) -> dict:
+def resume_fingerprint(metadata: dict, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> dict:
     """The part of the run metadata that must match for a resume to continue the same run."""
-    config = {k: v for k, v in metadata["config"].items() if k not in RESUMABLE_CHANGES}
+    config = {k: v for k, v in metadata["config"].items() if k not in resumable}
     return {
         "env": metadata["env"],
         "observation_spec": {k: metadata["observation_spec"][k] for k in ("shape", "dtype")},
