@@ -30,8 +30,9 @@ _CALL_S = flags.DEFINE_float(
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per configuration (median reported).")
 _C_SECONDS = flags.DEFINE_float("c_seconds", 2.0, "Seconds of C MuJoCo stepping per task.")
 _MAX_BYTES = flags.DEFINE_float("max_state_gb", 6.0, "Skip batch sizes whose state exceeds this.")
-# On jax 0.10.2 / XLA:CPU, arm_push_cube at batch 4096 stalls inside the jitted call (0% CPU, no
-# result after 400 s) while batch 1024 runs fine; skipped by default until that is understood.
+# On jax 0.10.2 / XLA:CPU the arm tasks' first jitted call at batch >= 1024 often never returns: every
+# thread waits on a futex at 0% CPU (seen 5 times; one 1024 run did finish). Batch 4096 is skipped
+# by default and every configuration runs in a child process with a timeout until that is understood.
 _SKIP = flags.DEFINE_list(
     "skip", ["arm_reach:4096", "arm_push_cube:4096"], "task:batch pairs not to measure."
 )
@@ -214,6 +215,8 @@ def main(argv):
         " autoreset), random actions. C MuJoCo, one thread, same model and substeps per control step:"
         " `mj_step` called from a Python loop (what a host-side env pays), and `mujoco.rollout`"
         " (the C loop, no Python overhead). Steps are control steps.",
+        f"Not measured (--skip): {', '.join(_SKIP.value) or 'none'}. 'Stalled' means the child process's first"
+        " jitted call never returned (XLA:CPU blocked at 0% CPU; see the --skip flag's comment).",
         "",
         "| task | batch | MJX steps/s | C mj_step loop | MJX / C loop | C rollout | MJX / C rollout | compile s | MB/env |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
