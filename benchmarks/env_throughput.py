@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 from absl import app, flags
+
+from benchmarks.machine import machine_info
 
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks to measure (default: all registered).")
 _BATCH = flags.DEFINE_list("batch_sizes", ["1", "64", "1024", "4096"], "Batch sizes.")
@@ -133,26 +134,6 @@ def _measure_in_child(name: str, batch: int, scan_steps: int) -> dict | None:
     except subprocess.CalledProcessError as e:
         raise RuntimeError(f"measuring {name} at batch {batch} failed:\n{e.stderr[-3000:]}") from None
     return json.loads(out.strip().splitlines()[-1])
-
-
-def machine_info() -> dict:
-    import jax
-    import mujoco
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "mujoco": mujoco.__version__,
-        "python": sys.version.split()[0],
-    }
 
 
 def main(argv):

@@ -31,6 +31,8 @@ import time
 
 from absl import app, flags
 
+from benchmarks.machine import machine_info
+
 _PARTS = flags.DEFINE_list("parts", ["targets", "utd", "throughput", "gym"], "Which measurements to run.")
 _GYM_ENV = flags.DEFINE_string("gym_env", "InvertedPendulum-v5", "Gymnasium id for the host-loop part.")
 _GYM_THRESHOLD = flags.DEFINE_float("gym_threshold", 1000.0, "Eval return threshold of the host-loop part.")
@@ -210,21 +212,6 @@ def _summary(rows: list[dict]) -> dict:
         "median_seconds": med([r["seconds_to_threshold"] for r in reached]),
         "max_seconds": max((r["seconds_to_threshold"] for r in reached), default=None),
     }
-
-
-def machine_info() -> dict:
-    import platform
-
-    import jax
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
-            "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def _fmt(value, spec=",.0f"):
