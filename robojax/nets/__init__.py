@@ -2,5 +2,14 @@
 
 from robojax.nets.ensemble import ensemblize, sample_ensemble_subset
 from robojax.nets.mlp import ACTIVATIONS, MLP, activation_by_name
+from robojax.nets.unet1d import ConditionalUnet1D, MLPDenoiser
 
-__all__ = ["ACTIVATIONS", "MLP", "activation_by_name", "ensemblize", "sample_ensemble_subset"]
+__all__ = [
+    "ACTIVATIONS",
+    "ConditionalUnet1D",
+    "MLP",
+    "MLPDenoiser",
+    "activation_by_name",
+    "ensemblize",
+    "sample_ensemble_subset",
+]
