@@ -7,6 +7,7 @@ Every task is also registered with gymnasium as `robojax/<Name>-v0` on import, e
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 from typing import Any, Mapping
@@ -29,6 +30,8 @@ _TASKS: dict[str, tuple[str, str, str]] = {
     "reacher": ("envs.classic", "Reacher", "robojax/Reacher-v0"),
     "arm_reach": ("envs.arm", "ArmReach", "robojax/ArmReach-v0"),
     "arm_push_cube": ("envs.arm", "ArmPushCube", "robojax/ArmPushCube-v0"),
+    "quadrotor_hover": ("envs.quadrotor", "QuadrotorHover", "robojax/QuadrotorHover-v0"),
+    "quadrotor_track": ("envs.quadrotor", "QuadrotorTrack", "robojax/QuadrotorTrack-v0"),
 }
 
 PLAYGROUND_PREFIX = "playground:"
@@ -108,6 +111,9 @@ def make(
         env = VmapWrapper(env, num_envs)
     if autoreset if autoreset is not None else num_envs is not None:
         env = AutoResetWrapper(env)
+    if hasattr(env.unwrapped, "reset_stack_with_parameters") and env is not env.unwrapped:
+        # Tasks with explicit physical parameters (quadrotor): reset through the whole stack.
+        env.reset_with_parameters = functools.partial(env.unwrapped.reset_stack_with_parameters, env)
     return env
 
 

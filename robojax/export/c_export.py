@@ -1,0 +1,273 @@
+"""Export RAPTOR's recurrent student to dependency-free C (like RLtools' `checkpoint.h`).
+
+`export_student_c(params, out_dir, name)` writes three files:
+
+  <name>.h           sizes (#define), the state struct, the two functions' prototypes, every
+                     weight as a `static const float` array, and a reference input/output
+                     sequence (observations from reset, the JAX student's actions) for self-test
+  <name>.c           `<name>_reset(<name>_state*)` and
+                     `<name>_step(<name>_state*, const float obs[22], float action[4])`:
+                     no malloc, no globals besides the const weights, only expf/tanhf from libm
+  <name>_selftest.c  a tiny main: replays the reference sequence (exit 1 on a mismatch above
+                     1e-5) and times many steps, printing `max_abs_error=` and `ns_per_step=`
+
+Build: `cc -O2 -std=c99 <name>.c <name>_selftest.c -lm -o selftest`.
+Kernels are stored transposed (output-major) so the inner loops read contiguous memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _c_float(v: float) -> str:
+    """A C float literal; %.9g round-trips every float32 exactly (values are checked finite)."""
+    text = f"{float(v):.9g}"
+    if not any(c in text for c in ".e"):
+        text += ".0"  # "0f" or "1f" would be an integer constant with an invalid suffix
+    return text + "f"
+
+
+def _c_values(flat: np.ndarray) -> str:
+    return ",\n    ".join(
+        ", ".join(_c_float(v) for v in flat[i:i + 8]) for i in range(0, flat.size, 8)
+    )
+
+
+def _c_array(name: str, values: np.ndarray) -> str:
+    """A `static const float` C array of a 1-D or 2-D float32 array (nested braces for 2-D)."""
+    values = np.asarray(values, np.float32)
+    dims = "".join(f"[{d}]" for d in values.shape)
+    if values.ndim == 1:
+        body = _c_values(values)
+    elif values.ndim == 2:
+        body = ",\n    ".join("{" + _c_values(row) + "}" for row in values)
+    else:
+        raise ValueError(f"C export supports 1-D and 2-D arrays, {name} has shape {values.shape}")
+    return f"static const float {name}{dims} = {{\n    {body}\n}};\n"
+
+
+def _student_module():
+    # Imported late: export/ sits below agents/ in the dependency order; only this RAPTOR-specific
+    # entry point needs the student's definition.
+    from robojax.agents.raptor import student
+
+    return student
+
+
+def reference_sequence(params: dict, steps: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random observations (steps, 22) and the JAX student's actions (steps, 4), from reset."""
+    S = _student_module()
+    obs = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (steps, S.OBS_SIZE)), np.float32)
+    actions, _ = S.student_sequence(params, obs)
+    return obs, np.asarray(actions, np.float32)
+
+
+def export_student_c(params: dict, out_dir: str | os.PathLike, name: str = "raptor_student",
+                     reference_steps: int = 8, seed: int = 0) -> dict[str, Path]:
+    """Write `<name>.h`, `<name>.c` and `<name>_selftest.c` into `out_dir`; returns their paths."""
+    S = _student_module()
+    if not _NAME_RE.match(name):
+        raise ValueError(f"C export name {name!r} must be a C identifier (letters, digits, _)")
+    if reference_steps < 1:
+        raise ValueError(f"reference_steps must be >= 1, got {reference_steps}")
+    n_params = S.count_parameters(params)
+    if n_params != S.PAPER_PARAMETER_COUNT:
+        raise ValueError(f"export_student_c expects the {S.PAPER_PARAMETER_COUNT}-parameter GRU student"
+                         f" (robojax.agents.raptor.student.init_student), got {n_params} parameters")
+    w = S.numpy_parameters(params)
+    obs, actions = reference_sequence(params, reference_steps, seed)
+    if not (np.all(np.isfinite(obs)) and np.all(np.isfinite(actions))
+            and all(np.all(np.isfinite(v)) for v in w.values())):
+        raise ValueError("student parameters contain NaN/inf; refusing to export them")
+    up = name.upper()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    weights = [
+        ("input_kernel", w["input_kernel"].T),                    # [16][22]
+        ("input_bias", w["input_bias"]),
+        ("gru_input_kernel", w["gru_input_kernel"].T),            # [48][16], gates r, z, n
+        ("gru_input_bias", w["gru_input_bias"]),
+        ("gru_recurrent_kernel", w["gru_recurrent_kernel"].T),    # [48][16]
+        ("gru_recurrent_bias", w["gru_recurrent_bias"]),
+        ("initial_hidden_state", w["initial_hidden_state"]),
+        ("output_kernel", w["output_kernel"].T),                  # [4][16]
+        ("output_bias", w["output_bias"]),
+    ]
+    header = [
+        f"/* {name}.h: RAPTOR student policy, Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4) -> tanh.",
+        f" * {n_params} parameters. Generated by robojax.export.c_export; do not edit. */",
+        f"#ifndef {up}_H", f"#define {up}_H", "",
+        f"#define {up}_OBS_SIZE {S.OBS_SIZE}",
+        f"#define {up}_HIDDEN_SIZE {S.HIDDEN_SIZE}",
+        f"#define {up}_ACTION_SIZE {S.ACTION_SIZE}",
+        f"#define {up}_NUM_PARAMETERS {n_params}",
+        f"#define {up}_REFERENCE_STEPS {reference_steps}",
+        f"#define {up}_CONTROL_HZ 100", "",
+        "/* Observation: position error (3), rotation matrix row-major (9), velocity error (3),",
+        " * body angular velocity (3), previous action (4). Action: 4 motor commands in [-1, 1]. */",
+        f"typedef struct {{ float hidden[{up}_HIDDEN_SIZE]; }} {name}_state;", "",
+        f"void {name}_reset({name}_state *state);",
+        f"void {name}_step({name}_state *state, const float obs[{up}_OBS_SIZE], float action[{up}_ACTION_SIZE]);",
+        "",
+        "/* Weights; kernels are output-major: kernel[out][in]. */",
+    ]
+    header += [_c_array(f"{name}_{k}", v) for k, v in weights]
+    header += [
+        f"/* Self-test: observations from reset and the JAX student's actions (float32). */",
+        _c_array(f"{name}_reference_obs", obs),
+        _c_array(f"{name}_reference_action", actions),
+        f"#endif /* {up}_H */", "",
+    ]
+
+    source = f"""/* {name}.c: RAPTOR student inference; no allocation, only expf/tanhf from libm. */
+#include <math.h>
+#include "{name}.h"
+
+#define H {up}_HIDDEN_SIZE
+#define NI {up}_OBS_SIZE
+#define NA {up}_ACTION_SIZE
+
+static float {name}_sigmoid(float x) {{ return 1.0f / (1.0f + expf(-x)); }}
+
+void {name}_reset({name}_state *state) {{
+    int i;
+    for (i = 0; i < H; ++i) state->hidden[i] = {name}_initial_hidden_state[i];
+}}
+
+void {name}_step({name}_state *state, const float obs[NI], float action[NA]) {{
+    float x[H], gi[3 * H], gh[3 * H], h_new[H];
+    int i, j;
+    /* input layer: x = relu(W obs + b) */
+    for (j = 0; j < H; ++j) {{
+        float acc = {name}_input_bias[j];
+        for (i = 0; i < NI; ++i) acc += {name}_input_kernel[j][i] * obs[i];
+        x[j] = acc > 0.0f ? acc : 0.0f;
+    }}
+    /* GRU (RLtools/PyTorch form): gates [r, z, n], input and recurrent biases on every gate */
+    for (j = 0; j < 3 * H; ++j) {{
+        float a = {name}_gru_input_bias[j], b = {name}_gru_recurrent_bias[j];
+        for (i = 0; i < H; ++i) {{
+            a += {name}_gru_input_kernel[j][i] * x[i];
+            b += {name}_gru_recurrent_kernel[j][i] * state->hidden[i];
+        }}
+        gi[j] = a;
+        gh[j] = b;
+    }}
+    for (j = 0; j < H; ++j) {{
+        float r = {name}_sigmoid(gi[j] + gh[j]);
+        float z = {name}_sigmoid(gi[H + j] + gh[H + j]);
+        float n = tanhf(gi[2 * H + j] + r * gh[2 * H + j]);
+        h_new[j] = (1.0f - z) * n + z * state->hidden[j];
+    }}
+    for (j = 0; j < H; ++j) state->hidden[j] = h_new[j];
+    /* output layer: action = tanh(W h + b) */
+    for (j = 0; j < NA; ++j) {{
+        float acc = {name}_output_bias[j];
+        for (i = 0; i < H; ++i) acc += {name}_output_kernel[j][i] * h_new[i];
+        action[j] = tanhf(acc);
+    }}
+}}
+"""
+
+    selftest = f"""/* {name}_selftest.c: replay the reference sequence, then time the step.
+ * Usage: selftest [timing_steps]   (prints max_abs_error=, ns_per_step= (wall) and
+ * cpu_ns_per_step= (process CPU time); exit 1 on a mismatch above 1e-5) */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "{name}.h"
+
+int main(int argc, char **argv) {{
+    {name}_state state;
+    float action[{up}_ACTION_SIZE], sink = 0.0f, max_err = 0.0f;
+    long steps = argc > 1 ? atol(argv[1]) : 1000000L, t;
+    int k, j;
+    struct timespec t0, t1, c0, c1;
+    double ns, cpu_ns;
+    {name}_reset(&state);
+    for (t = 0; t < {up}_REFERENCE_STEPS; ++t) {{
+        {name}_step(&state, {name}_reference_obs[t], action);
+        for (j = 0; j < {up}_ACTION_SIZE; ++j) {{
+            float e = action[j] - {name}_reference_action[t][j];
+            if (e < 0) e = -e;
+            if (e > max_err) max_err = e;
+        }}
+    }}
+    printf("max_abs_error=%.3e\\n", (double)max_err);
+    {name}_reset(&state);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    for (t = 0; t < steps; ++t) {{
+        k = (int)(t % {up}_REFERENCE_STEPS);
+        {name}_step(&state, {name}_reference_obs[k], action);
+        sink += action[0];
+    }}
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+    cpu_ns = (double)(c1.tv_sec - c0.tv_sec) * 1e9 + (double)(c1.tv_nsec - c0.tv_nsec);
+    if (steps < 1) steps = 1;
+    printf("timing_steps=%ld\\nns_per_step=%.1f\\ncpu_ns_per_step=%.1f\\nchecksum=%f\\n",
+           steps, ns / (double)steps, cpu_ns / (double)steps, (double)sink);
+    return max_err <= 1e-5f ? 0 : 1;
+}}
+"""
+    paths = {"header": out / f"{name}.h", "source": out / f"{name}.c", "selftest": out / f"{name}_selftest.c"}
+    for key, text in (("header", "\n".join(header)), ("source", source), ("selftest", selftest)):
+        # write aside, then rename: a crash never leaves a half-written file under the real name
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{paths[key].name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, paths[key])
+    return paths
+
+
+def find_c_compiler() -> str | None:
+    """The system C compiler ($CC, cc, gcc or clang), or None."""
+    for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+def compile_selftest(out_dir: str | os.PathLike, name: str = "raptor_student", cc: str | None = None,
+                     flags: tuple[str, ...] = ("-O2", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror")) -> Path:
+    """Compile `<name>.c` + `<name>_selftest.c` in `out_dir`; returns the binary's path."""
+    cc = cc or find_c_compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found; install gcc or clang, or set $CC")
+    out = Path(out_dir)
+    binary = out / f"{name}_selftest"
+    cmd = [cc, *flags, str(out / f"{name}.c"), str(out / f"{name}_selftest.c"), "-lm", "-o", str(binary)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C compile failed ({' '.join(cmd)}):\n{proc.stderr}")
+    return binary
+
+
+def run_selftest(binary: str | os.PathLike, timing_steps: int = 1_000_000) -> dict:
+    """Run the self-test binary; returns {passed, max_abs_error, ns_per_step (wall),
+    cpu_ns_per_step (process CPU time, less sensitive to a busy machine), timing_steps}."""
+    proc = subprocess.run([str(binary), str(int(timing_steps))], capture_output=True, text=True)
+    values = dict(line.split("=", 1) for line in proc.stdout.split() if "=" in line)
+    return {
+        "passed": proc.returncode == 0,
+        "max_abs_error": float(values["max_abs_error"]),
+        "ns_per_step": float(values["ns_per_step"]),
+        "cpu_ns_per_step": float(values["cpu_ns_per_step"]),
+        "timing_steps": int(values["timing_steps"]),
+    }
