@@ -1,0 +1,172 @@
+"""Diffusion Policy benchmark: success from demos, the MSE baseline, and RTI vs DDPM-100 vs DDIM-10 latency.
+
+    python -m experiments.collect_demos --env=arm_push_cube --num_episodes=200 --out=demos/push
+    python -m experiments.collect_demos --env=arm_pick_place --num_episodes=200 --out=demos/pick_place
+    python -m benchmarks.diffusion_policy --push_dataset=demos/push --pick_dataset=demos/pick_place --seeds=0,1,2
+
+Per task and seed it trains a Diffusion Policy (and, on arm_pick_place, the MSE baseline with the
+same backbone), then evaluates every saved policy side by side in one process: success over
+`--eval_episodes` closed-loop MJX episodes and per-action latency of the jitted single-env policy
+step at batch 1 on this machine's CPU, for full DDPM (100 steps), DDIM-10 and RTI. Writes
+benchmarks/results/diffusion_policy.{md,json} with the command and machine info. A run directory
+that already holds a finished policy is evaluated without retraining (`--retrain` forces it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+import robojax  # noqa: F401
+
+_PUSH = flags.DEFINE_string("push_dataset", "", "arm_push_cube demos ('' skips the task).")
+_PICK = flags.DEFINE_string("pick_dataset", "", "arm_pick_place demos ('' skips the task).")
+_SEEDS = flags.DEFINE_list("seeds", ["0"], "Training seeds.")
+_NUM_STEPS = flags.DEFINE_integer("num_steps", 3000, "Gradient steps per training run.")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "Windows per gradient step.")
+_DOWN_DIMS = flags.DEFINE_list("down_dims", ["32", "64", "128"], "U-Net widths.")
+_DENOISER = flags.DEFINE_string("denoiser", "unet", "unet or mlp.")
+_LR = flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (short runs need more than Chi et al.'s 1e-4).")
+_EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 100, "Episodes per success evaluation.")
+_NUM_ENVS = flags.DEFINE_integer("num_envs", 50, "Envs stepped together in evaluation.")
+_LATENCY_ACTIONS = flags.DEFINE_integer("latency_actions", 200, "Single-env actions timed per mode.")
+_MODES = flags.DEFINE_list("modes", ["ddpm", "ddim", "rti"], "Inference modes compared.")
+_RTI_START = flags.DEFINE_integer("rti_start_step", 3, "RTI K'.")
+_RTI_STEPS = flags.DEFINE_integer("rti_steps", 3, "RTI denoiser calls per warm chunk.")
+_MSE = flags.DEFINE_boolean("mse_baseline", True, "Train and evaluate the MSE baseline on arm_pick_place.")
+_RUNS = flags.DEFINE_string("runs_dir", "runs/bench_dp", "Where training runs go.")
+_RETRAIN = flags.DEFINE_boolean("retrain", False, "Retrain even when a run directory holds a policy.")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/diffusion_policy", "Results path without extension.")
+
+
+def inference_configs():
+    from robojax.agents.diffusion_policy.config import InferenceConfig
+
+    table = {
+        "ddpm": InferenceConfig(inference="ddpm"),
+        "ddim": InferenceConfig(inference="ddim", ddim_steps=10),
+        "rti": InferenceConfig(inference="rti", ddim_steps=10, rti_first="ddim",
+                               rti_start_step=_RTI_START.value, rti_steps=_RTI_STEPS.value),
+    }
+    return {m: table[m] for m in _MODES.value}
+
+
+def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, float]:
+    from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, TrainConfig
+    from robojax.agents.diffusion_policy.train import train
+
+    workdir = os.path.join(_RUNS.value, f"{task}_{objective}_s{seed}")
+    if os.path.isfile(os.path.join(workdir, "policy", "policy.json")) and not _RETRAIN.value:
+        return workdir, float("nan")
+    if os.path.isdir(workdir):
+        import shutil
+
+        shutil.rmtree(workdir)
+    policy = DiffusionPolicyConfig(
+        objective=objective, denoiser=_DENOISER.value, down_dims=tuple(int(d) for d in _DOWN_DIMS.value),
+        num_steps=_NUM_STEPS.value, batch_size=_BATCH.value, learning_rate=_LR.value,
+    )
+    config = TrainConfig(dataset=dataset, workdir=workdir, seed=seed, eval_env="none", updates_per_call=100,
+                         checkpoint_every=max(_NUM_STEPS.value // 2, 1), progress_bar=False, policy=policy)
+    start = time.perf_counter()
+    train(config)
+    return workdir, time.perf_counter() - start
+
+
+def main(argv):
+    del argv
+    from benchmarks.machine import machine_info
+    from robojax.agents.diffusion_policy.config import InferenceConfig
+    from robojax.agents.diffusion_policy.train import evaluate_saved_policy
+
+    tasks = [(t, d) for t, d in (("arm_push_cube", _PUSH.value), ("arm_pick_place", _PICK.value)) if d]
+    rows = []
+    for task, dataset in tasks:
+        objectives = ["diffusion"] + (["mse"] if task == "arm_pick_place" and _MSE.value else [])
+        for seed in (int(s) for s in _SEEDS.value):
+            for objective in objectives:
+                workdir, train_s = train_one(dataset, task, seed, objective)
+                modes = inference_configs() if objective == "diffusion" else {"direct": InferenceConfig()}
+                for mode, inference in modes.items():
+                    out = evaluate_saved_policy(workdir, inference, episodes=_EVAL_EPISODES.value,
+                                                num_envs=_NUM_ENVS.value, latency_actions=_LATENCY_ACTIONS.value,
+                                                seed=1000 + seed)
+                    row = {"task": task, "seed": seed, "objective": objective, "mode": mode, "train_s": train_s,
+                           "success": out["success"], "success_any_step": out["success_any_step"],
+                           **{k: v for k, v in out["latency"].items()}}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    write_results(rows, machine_info())
+
+
+def _mean(xs):
+    xs = [x for x in xs if x == x]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def write_results(rows, machine):
+    command = "python -m benchmarks.diffusion_policy " + " ".join(sys.argv[1:])
+    summary = []
+    keys = sorted({(r["task"], r["objective"], r["mode"]) for r in rows})
+    for task, objective, mode in keys:
+        sel = [r for r in rows if (r["task"], r["objective"], r["mode"]) == (task, objective, mode)]
+        summary.append({
+            "task": task, "objective": objective, "mode": mode, "seeds": [r["seed"] for r in sel],
+            "success_mean": _mean([r["success"] for r in sel]), "success_per_seed": [r["success"] for r in sel],
+            "per_action_ms_mean": _mean([r["per_action_ms_mean"] for r in sel]),
+            "per_action_ms_p50": _mean([r["per_action_ms_p50"] for r in sel]),
+            "per_action_ms_p99": _mean([r["per_action_ms_p99"] for r in sel]),
+            "per_chunk_ms_p50": _mean([r["per_chunk_ms_p50"] for r in sel]),
+            "nfe_per_chunk": sel[0]["nfe_per_chunk"], "nfe_per_action": sel[0]["nfe_per_action"],
+        })
+    result = {"command": command, "machine": machine, "rows": rows, "summary": summary,
+              "settings": {"num_steps": _NUM_STEPS.value, "batch_size": _BATCH.value, "denoiser": _DENOISER.value,
+                           "down_dims": _DOWN_DIMS.value, "learning_rate": _LR.value,
+                           "eval_episodes": _EVAL_EPISODES.value, "rti_start_step": _RTI_START.value,
+                           "rti_steps": _RTI_STEPS.value}}
+    os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
+    with open(_OUT.value + ".json.tmp", "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(_OUT.value + ".json.tmp", _OUT.value + ".json")
+    lines = [
+        "# Diffusion Policy: success from demos, and RTI warm-start latency", "",
+        f"Command: `{command}`", "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, backend {machine['backend']}; jax {machine['jax']}.",
+        f"Training: {_DENOISER.value} down_dims {','.join(_DOWN_DIMS.value)}, {_NUM_STEPS.value} steps, batch"
+        f" {_BATCH.value}, lr {_LR.value}. Success: task flag at episode end, {_EVAL_EPISODES.value} episodes per"
+        " seed. Latency: jitted single-env policy step at batch 1, per executed action (replanning every Ta=8)"
+        " and per replanning call.", "",
+        "| task | objective | inference | seeds | success (mean) | per seed | NFE/chunk | NFE/action |"
+        " ms/action mean | p50 | p99 | ms/chunk call p50 |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['task']} | {s['objective']} | {s['mode']} | {len(s['seeds'])} | {100 * s['success_mean']:.1f}% |"
+            f" {', '.join(f'{100 * x:.0f}' for x in s['success_per_seed'])} | {s['nfe_per_chunk']} |"
+            f" {s['nfe_per_action']:.3f} | {s['per_action_ms_mean']:.3f} | {s['per_action_ms_p50']:.3f} |"
+            f" {s['per_action_ms_p99']:.3f} | {s['per_chunk_ms_p50']:.3f} |"
+        )
+    by = {(s["task"], s["mode"]): s for s in summary if s["objective"] == "diffusion"}
+    lines.append("")
+    for task in sorted({s["task"] for s in summary}):
+        if (task, "rti") in by and (task, "ddpm") in by and (task, "ddim") in by:
+            rti, ddpm, ddim = by[(task, "rti")], by[(task, "ddpm")], by[(task, "ddim")]
+            lines.append(
+                f"- {task}: RTI per-action latency is {rti['per_action_ms_mean'] / ddpm['per_action_ms_mean']:.3f} of"
+                f" DDPM-100 (target <= 0.05) and {rti['per_action_ms_mean'] / ddim['per_action_ms_mean']:.3f} of DDIM-10"
+                f" (target <= 0.5); success RTI {100 * rti['success_mean']:.1f}% vs DDPM {100 * ddpm['success_mean']:.1f}%"
+                " (target: within 5 points)."
+            )
+    with open(_OUT.value + ".md.tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(_OUT.value + ".md.tmp", _OUT.value + ".md")
+
+
+if __name__ == "__main__":
+    app.run(main)

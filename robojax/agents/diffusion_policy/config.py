@@ -1,0 +1,253 @@
+"""Diffusion Policy configuration: the learner, inference (DDPM / DDIM / RTI warm start), and the training loop.
+
+Three frozen dataclasses, validated on construction. Every field carries a `help` string, which
+`experiments/train_diffusion_policy.py` and `experiments/eval_policy.py` turn into absl flags of
+the same name. Defaults follow Chi et al. (To=2, Ta=8, Tp=16, 100 squaredcos_cap_v2 steps, AdamW
+1e-4 / wd 1e-6 / betas (0.95, 0.999), cosine schedule with 500 warm-up steps, EMA power 0.75) and
+RTI-DP's most common warm-start list [3, 1, 0].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+OBJECTIVES = ("diffusion", "mse")
+DENOISERS = ("unet", "mlp")
+OBS_NORMALIZATIONS = ("mean_std", "min_max", "none")
+INFERENCE_MODES = ("ddpm", "ddim", "rti")
+SAMPLER_METHODS = ("ddpm", "ddim")
+DISCRETE_HANDLING = ("auto", "clip", "scale", "none")
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _check_int(obj: Any, name: str, minimum: int = 1) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{type(obj).__name__}.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ValueError(f"{type(obj).__name__}.{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_positive_float(obj: Any, name: str, allow_zero: bool = False) -> None:
+    value = getattr(obj, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{type(obj).__name__}.{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_dims(obj: Any, name: str) -> None:
+    dims = getattr(obj, name)
+    if isinstance(dims, (list, str)) or not isinstance(dims, tuple):
+        raise TypeError(f"{type(obj).__name__}.{name} must be a tuple of widths, got {dims!r}")
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+        raise ValueError(f"{type(obj).__name__}.{name} needs one or more positive widths, got {dims!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionPolicyConfig:
+    """The learner: denoiser, diffusion schedule, optimiser, EMA and normalisation."""
+
+    objective: str = _field("diffusion", "diffusion: DDPM noise-prediction training (Chi et al.); mse: the"
+                            " behaviour-cloning baseline, same backbone, regressing the chunk directly.")
+    denoiser: str = _field("unet", "Backbone: unet (ConditionalUnet1D, FiLM) or mlp (MLPDenoiser).")
+    obs_horizon: int = _field(2, "To: observations the policy conditions on.")
+    action_horizon: int = _field(8, "Ta: actions executed per plan before replanning.")
+    pred_horizon: int = _field(16, "Tp: actions predicted per chunk.")
+    down_dims: tuple[int, ...] = _field((64, 128, 256), "U-Net channel widths per level.")
+    kernel_size: int = _field(5, "U-Net temporal convolution kernel size.")
+    n_groups: int = _field(8, "U-Net GroupNorm groups.")
+    diffusion_step_embed_dim: int = _field(128, "Sinusoidal diffusion-step embedding width.")
+    mlp_hidden_dims: tuple[int, ...] = _field((256, 256, 256), "MLP denoiser hidden widths.")
+    num_train_timesteps: int = _field(100, "K: diffusion steps of the training schedule.")
+    beta_schedule: str = _field("squaredcos_cap_v2", "Noise schedule: squaredcos_cap_v2 or linear.")
+    prediction_type: str = _field("epsilon", "Denoiser target: epsilon or sample.")
+    clip_sample: bool = _field(True, "Clip x0 estimates to [-1, 1] while sampling (actions are normalised there).")
+    learning_rate: float = _field(1e-4, "AdamW peak learning rate.")
+    weight_decay: float = _field(1e-6, "AdamW weight decay.")
+    adam_b1: float = _field(0.95, "AdamW beta1.")
+    adam_b2: float = _field(0.999, "AdamW beta2.")
+    warmup_steps: int = _field(500, "Linear learning-rate warm-up steps, then cosine decay to 0.")
+    num_steps: int = _field(20_000, "Gradient steps of the run (length of the cosine schedule).")
+    batch_size: int = _field(256, "Windows per gradient step.")
+    grad_clip_norm: float = _field(0.0, "Clip gradients to this global norm (0: off).")
+    ema_power: float = _field(0.75, "EMA decay 1 - (1 + step)^-power (Chi et al.'s EMAModel, inv_gamma 1).")
+    ema_max_decay: float = _field(0.9999, "Upper bound of the EMA decay.")
+    obs_normalization: str = _field("min_max", "Observation normalisation fitted on the dataset: min_max"
+                                    " (per-dim range to [-1, 1], Chi et al.), mean_std, or none.")
+    discrete_action_scale: float = _field(1.0, "Divide discrete (gripper) action dims by this in the model's"
+                                          " space (RTI-DP-scale trains with 10); 1 leaves them at +-1.")
+
+    def __post_init__(self):
+        _check_choice(self, "objective", OBJECTIVES)
+        _check_choice(self, "denoiser", DENOISERS)
+        _check_choice(self, "beta_schedule", ("squaredcos_cap_v2", "linear"))
+        _check_choice(self, "prediction_type", ("epsilon", "sample"))
+        _check_choice(self, "obs_normalization", OBS_NORMALIZATIONS)
+        for name in ("obs_horizon", "action_horizon", "pred_horizon", "kernel_size", "n_groups",
+                     "diffusion_step_embed_dim", "num_train_timesteps", "num_steps", "batch_size"):
+            _check_int(self, name)
+        _check_int(self, "warmup_steps", 0)
+        _check_dims(self, "down_dims")
+        _check_dims(self, "mlp_hidden_dims")
+        if self.action_horizon > self.pred_horizon:
+            raise ValueError(
+                f"DiffusionPolicyConfig.action_horizon ({self.action_horizon}) cannot exceed pred_horizon"
+                f" ({self.pred_horizon}): the executed actions come from the predicted chunk"
+            )
+        if self.denoiser == "unet" and self.pred_horizon % (2 ** (len(self.down_dims) - 1)):
+            raise ValueError(
+                f"DiffusionPolicyConfig.pred_horizon ({self.pred_horizon}) must be divisible by"
+                f" 2^(len(down_dims) - 1) = {2 ** (len(self.down_dims) - 1)}: the U-Net halves the time axis"
+                " at every level but the last; use fewer down_dims or a longer horizon"
+            )
+        if self.denoiser == "unet" and any(d % self.n_groups for d in self.down_dims):
+            raise ValueError(
+                f"DiffusionPolicyConfig.down_dims {self.down_dims} must all be divisible by n_groups"
+                f" ({self.n_groups}) for GroupNorm"
+            )
+        for name in ("learning_rate", "adam_b1", "adam_b2", "ema_power", "discrete_action_scale"):
+            _check_positive_float(self, name)
+        for name in ("weight_decay", "grad_clip_norm"):
+            _check_positive_float(self, name, allow_zero=True)
+        if not 0.0 <= self.ema_max_decay < 1.0:
+            raise ValueError(f"DiffusionPolicyConfig.ema_max_decay must be in [0, 1), got {self.ema_max_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """How actions are produced at evaluation / deployment time."""
+
+    inference: str = _field("ddim", "ddpm: full reverse chain (num_train_timesteps steps); ddim: --ddim_steps"
+                            " deterministic steps; rti: first chunk cold (--rti_first), then the previous chunk"
+                            " shifted and denoised from step --rti_start_step in --rti_steps steps.")
+    ddim_steps: int = _field(10, "DDIM steps (ddim mode, and rti's first chunk when rti_first=ddim).")
+    rti_first: str = _field("ddim", "RTI's cold start for the first chunk: ddim (ddim_steps) or ddpm (all steps).")
+    rti_start_step: int = _field(3, "K': the diffusion step at which the shifted previous chunk enters.")
+    rti_steps: int = _field(3, "Denoiser calls per warm-started chunk (RTI-DP's [3, 1, 0] is K'=3, 3 steps).")
+    rti_method: str = _field("ddpm", "RTI update rule over the step list: ddpm (ancestral DDPM posterior step from"
+                             " each listed step to the next, with posterior noise, as RTI-DP's DDPM scheduler) or"
+                             " ddim (deterministic step to the next listed step).")
+    rti_discrete: str = _field("auto", "Discrete (gripper) dims of the warm-start guess: clip (binarise to"
+                               " +-1/rti_clip_factor, RTI-DP-clip), scale (leave the scaled values as trained,"
+                               " RTI-DP-scale), none, or auto (scale if trained with discrete_action_scale > 1,"
+                               " else clip).")
+    rti_clip_factor: float = _field(1.0, "RTI-DP-clip binarises the guess's discrete dims to +-1/factor.")
+    action_steps: int = _field(0, "Actions executed per plan (0: the policy's action_horizon Ta).")
+
+    def __post_init__(self):
+        _check_choice(self, "inference", INFERENCE_MODES)
+        _check_choice(self, "rti_first", SAMPLER_METHODS)
+        _check_choice(self, "rti_method", SAMPLER_METHODS)
+        _check_choice(self, "rti_discrete", DISCRETE_HANDLING)
+        _check_int(self, "ddim_steps")
+        _check_int(self, "rti_start_step", 0)
+        _check_int(self, "rti_steps")
+        _check_int(self, "action_steps", 0)
+        _check_positive_float(self, "rti_clip_factor")
+        if self.rti_steps > self.rti_start_step + 1:
+            raise ValueError(
+                f"InferenceConfig.rti_steps ({self.rti_steps}) cannot exceed rti_start_step + 1"
+                f" ({self.rti_start_step + 1}): the step list runs from K'={self.rti_start_step} down to 0"
+            )
+
+    def check_against(self, policy: DiffusionPolicyConfig) -> None:
+        """Raise if these settings cannot run with a policy trained with `policy`."""
+        if self.ddim_steps > policy.num_train_timesteps:
+            raise ValueError(
+                f"ddim_steps ({self.ddim_steps}) exceeds the policy's num_train_timesteps ({policy.num_train_timesteps})"
+            )
+        if self.rti_start_step >= policy.num_train_timesteps:
+            raise ValueError(
+                f"rti_start_step ({self.rti_start_step}) must be below num_train_timesteps ({policy.num_train_timesteps})"
+            )
+        if self.action_steps > policy.pred_horizon:
+            raise ValueError(
+                f"action_steps ({self.action_steps}) cannot exceed the policy's pred_horizon ({policy.pred_horizon})"
+            )
+
+    def resolved_action_steps(self, policy: DiffusionPolicyConfig) -> int:
+        return self.action_steps or policy.action_horizon
+
+    def resolved_discrete(self, policy: DiffusionPolicyConfig) -> str:
+        if self.rti_discrete != "auto":
+            return self.rti_discrete
+        return "scale" if policy.discrete_action_scale > 1.0 else "clip"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: dataset, run directory, evaluation and checkpoints, and the learner's config."""
+
+    dataset: str = _field("", "Episode dataset directory (robojax.episodes/1, from experiments.collect_demos).")
+    workdir: str | None = _field(None, "Run directory for checkpoints, metrics and the final policy (None: no files).")
+    seed: int = _field(0, "Seed of every random stream in the run.")
+    max_episodes: int = _field(0, "Use only the first N episodes of the dataset (0: all).")
+    updates_per_call: int = _field(100, "Gradient steps inside one jitted lax.scan call.")
+    eval_every: int = _field(5_000, "Gradient steps between success-rate evaluations (0: only at the end).")
+    eval_episodes: int = _field(50, "Episodes per evaluation, run as one batch of envs.")
+    eval_env: str = _field("", "Env for evaluation ('' = the dataset's env; 'none' = no evaluation).")
+    eval_episode_length: int = _field(0, "Control steps per evaluation episode (0: the task's own).")
+    checkpoint_every: int = _field(5_000, "Gradient steps between checkpoints (also one at the end).")
+    checkpoints_to_keep: int = _field(2, "Most recent checkpoints kept on disk.")
+    resume: bool = _field(False, "Continue from the latest checkpoint in workdir.")
+    progress_bar: bool = _field(True, "Show a progress bar when stderr is a terminal.")
+    policy: DiffusionPolicyConfig = dataclasses.field(default_factory=DiffusionPolicyConfig)
+    inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError("TrainConfig.dataset must name an episode dataset directory (--dataset=DIR)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("updates_per_call", "eval_episodes", "checkpoint_every", "checkpoints_to_keep"):
+            _check_int(self, name)
+        for name in ("max_episodes", "eval_every", "eval_episode_length"):
+            _check_int(self, name, 0)
+        if self.resume and not self.workdir:
+            raise ValueError("TrainConfig.resume needs a workdir to resume from")
+        if not isinstance(self.policy, DiffusionPolicyConfig):
+            raise TypeError(f"TrainConfig.policy must be a DiffusionPolicyConfig, got {type(self.policy).__name__}")
+        if not isinstance(self.inference, InferenceConfig):
+            raise TypeError(f"TrainConfig.inference must be an InferenceConfig, got {type(self.inference).__name__}")
+        self.inference.check_against(self.policy)
+
+
+def to_dict(config: Any) -> dict:
+    """A JSON-friendly dict of a config (nested configs become dicts, tuples lists)."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def from_dict(cls: type, values: dict) -> Any:
+    """Rebuild a config dataclass from `to_dict` output (lists back to tuples, nested configs rebuilt)."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if f.name == "policy":
+            value = from_dict(DiffusionPolicyConfig, value)
+        elif f.name == "inference":
+            value = from_dict(InferenceConfig, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
