@@ -1,0 +1,221 @@
+"""SAC -> policy artifact: an ExportablePolicy from a TrainState, a saved policy or a checkpoint.
+
+SAC's actor is stateless (carry `()`); the observation normaliser's statistics are folded into the
+exported step as constants, and recorded in the sidecar. The deterministic policy is tanh(mean),
+exactly `learner.act_deterministic`; `deterministic=False` exports the exploration policy
+a = tanh(mean + std * noise), whose noise comes from the artifact's seeded key.
+
+Where parameters come from (`load_sac_source`):
+  RUN/policy/            the final policy `train`/`host_loop` save (policy.json + params)
+  RUN/                   its policy/, or with `step=` (or when policy/ is absent) a checkpoint
+  RUN/checkpoints/       the latest checkpoint (or `step`)
+  RUN/checkpoints/STEP/  that checkpoint
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robojax import checkpoint as ckpt
+from robojax.agents.sac import learner
+from robojax.agents.sac.config import SACConfig
+from robojax.agents.sac.networks import deterministic_action, make_networks, sample_tanh_gaussian
+from robojax.data import normalizer
+from robojax.data.normalizer import RunningMeanStd
+from robojax.envs.core import ArraySpec
+from robojax.export import PolicyFunctions
+
+# The normaliser's defaults (robojax.data.normalizer.normalize), recorded in the sidecar.
+_CLIP, _EPS = 10.0, 1e-6
+
+
+@dataclasses.dataclass
+class SACSource:
+    """Actor parameters and everything the artifact's sidecar needs, read from disk or a TrainState."""
+
+    actor_params: Any
+    obs_normalizer: RunningMeanStd
+    config: SACConfig
+    observation_spec: ArraySpec
+    action_spec: ArraySpec
+    env: str | None = None
+    path: str | None = None  # the file tree the parameters were read from (hashed into the sidecar)
+    hash_include: tuple[str, ...] | None = None  # top-level entries of `path` that were read
+    step: int | None = None
+    run_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def make_policy(source: SACSource, *, deterministic: bool = True) -> PolicyFunctions:
+    """The SAC actor as an ExportablePolicy (carry `()`), normaliser and parameters baked in."""
+    config = source.config
+    nets = make_networks(config, source.action_spec.shape[0])
+    params = jax.tree.map(jnp.asarray, source.actor_params)
+    stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), source.obs_normalizer)
+    normalise = config.normalize_observations
+
+    def step(carry, obs, key):
+        x = obs.astype(jnp.float32)
+        if normalise:
+            x = normalizer.normalize(stats, x)
+        mean, log_std = nets.actor.apply(params, x)
+        if deterministic:
+            action = deterministic_action(mean)
+        else:
+            action, _ = sample_tanh_gaussian(mean, log_std, key)
+        return action.astype(source.action_spec.dtype), carry
+
+    norm = None
+    if normalise:
+        count = float(np.asarray(source.obs_normalizer.count))
+        var = np.asarray(source.obs_normalizer.var, np.float64)
+        norm = {
+            "observation": {
+                "mean": np.asarray(source.obs_normalizer.mean).tolist(),
+                "std": np.sqrt(var + _EPS).tolist(),
+                "count": count,
+                "clip": _CLIP,
+                "formula": "clip((obs - mean) / std, -clip, clip); identity while count == 0",
+                "applied": count > 0,
+            }
+        }
+    return PolicyFunctions(
+        step_fn=step,
+        stochastic=not deterministic,
+        normalization=norm,
+        action_chunking={"chunk_length": 1, "executed_steps": 1},
+        name=f"sac_{source.env or 'policy'}_{'deterministic' if deterministic else 'stochastic'}",
+    )
+
+
+def source_from_train_state(
+    state: learner.TrainState, observation_spec: ArraySpec, action_spec: ArraySpec, env: str | None = None
+) -> SACSource:
+    """A SACSource from an in-memory TrainState (tests, notebooks)."""
+    return SACSource(
+        actor_params=state.actor_params,
+        obs_normalizer=state.obs_normalizer,
+        config=state.config,
+        observation_spec=observation_spec,
+        action_spec=action_spec,
+        env=env,
+    )
+
+
+def _sac_config(metadata: Mapping) -> SACConfig:
+    config = dict(metadata.get("config", {}))
+    sac = config.get("sac")
+    if not isinstance(sac, Mapping):
+        raise ValueError("the run metadata has no config.sac section; is this a SAC run (experiments.train_sac)?")
+    fields = {f.name for f in dataclasses.fields(SACConfig)}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sac.items() if k in fields}
+    return SACConfig(**kwargs)
+
+
+def _find_actor(tree: Any) -> Mapping | None:
+    """The sub-dict holding `actor_params` and `obs_normalizer` in a restored numpy tree."""
+    if isinstance(tree, Mapping):
+        if "actor_params" in tree and "obs_normalizer" in tree:
+            return tree
+        for value in tree.values():
+            found = _find_actor(value)
+            if found is not None:
+                return found
+    return None
+
+
+def _source(tree: Any, metadata: Mapping, path: str, include, step) -> SACSource:
+    found = _find_actor(tree)
+    if found is None:
+        raise ValueError(f"{path} holds no SAC actor parameters (no actor_params / obs_normalizer)")
+    stats = found["obs_normalizer"]
+    stats = RunningMeanStd(**{k: np.asarray(stats[k], np.float32) for k in ("mean", "var", "count")})
+    try:
+        obs_spec = ArraySpec.from_dict(metadata["observation_spec"])
+        act_spec = ArraySpec.from_dict(metadata["action_spec"])
+    except KeyError as e:
+        raise ValueError(f"the run metadata of {path} lacks {e}; cannot describe the policy's spaces") from e
+    return SACSource(
+        actor_params=found["actor_params"],
+        obs_normalizer=stats,
+        config=_sac_config(metadata),
+        observation_spec=obs_spec,
+        action_spec=act_spec,
+        env=metadata.get("env"),
+        path=path,
+        hash_include=include,
+        step=step,
+        run_metadata=metadata,
+    )
+
+
+def load_sac_source(path: str | os.PathLike, *, step: int | None = None) -> SACSource:
+    """Read a SAC actor from a run directory, its policy/ directory, its checkpoints/ or one checkpoint step."""
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no SAC run, policy or checkpoint directory at {path}")
+    if os.path.isfile(os.path.join(path, "policy.json")):
+        if step is not None:
+            raise ValueError(f"{path} is a saved final policy; pass the run or checkpoints directory to choose a step")
+        tree, metadata = ckpt.load_policy(path)
+        return _source(tree, metadata, path, None, None)
+    if step is None and os.path.isfile(os.path.join(path, "policy", "policy.json")):
+        return load_sac_source(os.path.join(path, "policy"))
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return load_sac_source(os.path.join(path, "checkpoints"), step=step)
+    parent, name = os.path.dirname(path), os.path.basename(path)
+    if name.isdigit() and os.path.isdir(os.path.join(path, "state")):  # one step directory
+        if step is not None and step != int(name):
+            raise ValueError(f"{path} is checkpoint step {name}, not {step}")
+        path, step = parent, int(name)
+    with ckpt.Checkpointer(path, create=False) as checkpointer:
+        step = checkpointer._resolve(step)
+        metadata = checkpointer.read_metadata(step)
+        step_dir = checkpointer.step_path(step)
+    tree = ckpt.restore_numpy(path, step)
+    return _source(tree, metadata, step_dir, ("state", "metadata"), step)
+
+
+def export_sac(
+    source: SACSource,
+    out_dir: str | os.PathLike,
+    *,
+    control_dt: float,
+    deterministic: bool = True,
+    platforms=("cpu",),
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write the policy artifact of a SAC actor (see robojax.export.export_policy)."""
+    from robojax.export import export_policy
+
+    meta = {
+        "learner": "sac",
+        "env": source.env,
+        "checkpoint_step": source.step,
+        "deterministic": deterministic,
+        "sac_config": dataclasses.asdict(source.config),
+        **dict(metadata or {}),
+    }
+    src = None
+    if source.path is not None:
+        from robojax.deploy.artifact import sha256_tree
+
+        src = {"path": source.path, "items": list(source.hash_include) if source.hash_include else None,
+               **sha256_tree(source.path, source.hash_include)}
+    return export_policy(
+        make_policy(source, deterministic=deterministic),
+        out_dir,
+        observation_spec=source.observation_spec,
+        action_spec=source.action_spec,
+        control_dt=control_dt,
+        metadata=meta,
+        platforms=platforms,
+        source_checkpoint=src,
+        overwrite=overwrite,
+    )
