@@ -30,6 +30,7 @@ _TASKS: dict[str, tuple[str, str, str]] = {
     "reacher": ("envs.classic", "Reacher", "robojax/Reacher-v0"),
     "arm_reach": ("envs.arm", "ArmReach", "robojax/ArmReach-v0"),
     "arm_push_cube": ("envs.arm", "ArmPushCube", "robojax/ArmPushCube-v0"),
+    "arm_pick_place": ("envs.arm", "ArmPickPlace", "robojax/ArmPickPlace-v0"),
     "quadrotor_hover": ("envs.quadrotor", "QuadrotorHover", "robojax/QuadrotorHover-v0"),
     "quadrotor_track": ("envs.quadrotor", "QuadrotorTrack", "robojax/QuadrotorTrack-v0"),
 }

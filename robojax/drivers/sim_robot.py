@@ -77,7 +77,7 @@ TASK_CONSTANTS = {
         _ARM, xml="arm_push_cube.xml", episode_length=200, success_radius=0.04,
         workspace_low=(0.25, -0.35, 0.015), workspace_high=(0.75, 0.35, 0.3),
         cube_low=(0.4, -0.15), cube_high=(0.6, 0.15), goal_low=(0.35, -0.25), goal_high=(0.7, 0.25),
-        min_goal_distance=0.1, reset_joint_noise=0.03,
+        min_goal_distance=0.1, reset_joint_noise=0.03, nullspace_gain=0.1, ik_damping=3e-3,
     ),
 }
 
