@@ -1,14 +1,25 @@
-"""Export a trained SAC policy as a self-contained artifact for controllers.
+"""Export a trained policy (SAC, Diffusion Policy, RAPTOR student) as a self-contained artifact.
 
     python -m experiments.export_policy --checkpoint=runs/sac_arm_reach --out=artifacts/sac_arm_reach
     python -m experiments.export_policy --checkpoint=runs/sac_arm_reach/checkpoints --step=20000 \
         --out=artifacts/sac_arm_reach_20k --platforms=cpu,cuda
 
---checkpoint takes a run directory (its final policy/, or a checkpoint with --step), a policy/
-directory, a checkpoints/ directory, or one checkpoint step directory. The artifact holds the
-deterministic actor tanh(mean) (--stochastic for the sampling policy) serialised with jax.export,
-observation normalisation folded in, and artifact.json describing specs, control rate, statistics,
-the jax version and the checkpoint's sha256. Load it with `robojax.deploy.load(DIR)` or run it on a
+    python -m experiments.export_policy --checkpoint=runs/dp_push --out=artifacts/dp_push_rti \
+        --inference=rti --rti_start_step=3 --rti_steps=3
+    python -m experiments.export_policy --checkpoint=runs/raptor --out=artifacts/raptor_student
+
+The learner is detected from the saved metadata's format string:
+  SAC (robojax.sac.*)          a run directory (its final policy/, or a checkpoint with --step), a
+                               policy/ directory, a checkpoints/ directory, or one checkpoint step;
+                               the deterministic actor tanh(mean) (--stochastic: the sampling policy)
+  Diffusion Policy             a run directory or its policy/ (robojax.diffusion_policy/1); the
+                               receding-horizon policy with --inference=ddpm|ddim|rti and its step
+                               flags (default: the run's own inference settings), recorded in the sidecar
+  RAPTOR (robojax.raptor/1)    a run directory, its checkpoints/student[/EPOCH] (checkpoints/feedforward:
+                               the ablation), or a student .npz in student.numpy_parameters layout
+The artifact is the policy's step serialised with jax.export (normalisers, chunk bookkeeping or GRU
+state in its carry) and artifact.json describing specs, control rate, statistics, the jax version
+and the checkpoint's sha256. Load it with `robojax.deploy.load(DIR)` or run it on a
 robot with `python -m experiments.run_controller --policy=DIR`.
 """
 
@@ -30,6 +41,34 @@ _CONTROL_DT = flags.DEFINE_float(
 )
 _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing artifact at --out.")
 
+
+def _define_inference_flags() -> dict:
+    """Diffusion Policy inference flags, one per InferenceConfig field; None keeps the run's setting."""
+    import dataclasses
+
+    from robojax.agents.diffusion_policy.config import INFERENCE_MODES, InferenceConfig
+
+    defined = {}
+    for field in dataclasses.fields(InferenceConfig):
+        help_ = "Diffusion Policy: " + field.metadata.get("help", field.name) + " (default: the run's setting)"
+        if field.name == "inference":
+            defined[field.name] = flags.DEFINE_enum(field.name, None, list(INFERENCE_MODES), help_)
+        elif field.type in ("int", int):
+            defined[field.name] = flags.DEFINE_integer(field.name, None, help_)
+        elif field.type in ("float", float):
+            defined[field.name] = flags.DEFINE_float(field.name, None, help_)
+        else:
+            defined[field.name] = flags.DEFINE_string(field.name, None, help_)
+    return defined
+
+
+_INFERENCE = _define_inference_flags()
+KINDS = {
+    "sac": "a SAC run, policy/, checkpoints/ or checkpoint step (format robojax.sac.*)",
+    "diffusion_policy": "a Diffusion Policy run or its policy/ directory (format robojax.diffusion_policy/1)",
+    "raptor": "a RAPTOR run, its checkpoints/student[/EPOCH], or a student .npz (format robojax.raptor/1)",
+}
+
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
@@ -43,20 +82,114 @@ def _task_control_dt(env_name: str | None) -> float:
     return float(envs.make(env_name).dt)
 
 
+def _json_format(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value.get("format") if isinstance(value, dict) else None
+
+
+def _checkpoint_format(path: str) -> str | None:
+    """The format recorded with the latest (or this step's) checkpoint under `path`, if any."""
+    from robojax import checkpoint as ckpt
+
+    parent, name = os.path.dirname(path), os.path.basename(path)
+    step = None
+    if name.isdigit() and os.path.isdir(os.path.join(path, "state")):
+        path, step = parent, int(name)
+    for directory in (path, os.path.join(path, "checkpoints")):
+        if not os.path.isdir(directory):
+            continue
+        with ckpt.Checkpointer(directory, create=False) as checkpointer:
+            if checkpointer.latest_step() is None:
+                continue
+            return checkpointer.read_metadata(step).get("format")
+    return None
+
+
+def detect_kind(path: str) -> str:
+    """'sac', 'diffusion_policy' or 'raptor', from the format string saved beside the parameters."""
+    from robojax.agents.raptor.export import is_student_npz
+
+    path = os.path.abspath(path)
+    if os.path.isfile(path):
+        if is_student_npz(path):
+            return "raptor"
+        fmt = "a file that is not a RAPTOR student .npz"
+    elif not os.path.isdir(path):
+        raise app.UsageError(f"--checkpoint {path} does not exist")
+    else:
+        fmt = None
+        for candidate in ("policy.json", os.path.join("policy", "policy.json"), "config.json"):
+            fmt = fmt or _json_format(os.path.join(path, candidate))
+        if fmt is None and os.path.isdir(os.path.join(path, "checkpoints", "student")):
+            fmt = _checkpoint_format(os.path.join(path, "checkpoints", "student"))
+        fmt = fmt or _checkpoint_format(path)
+        if fmt is not None:
+            for prefix, kind in (("robojax.sac.", "sac"), ("robojax.diffusion_policy", "diffusion_policy"),
+                                 ("robojax.raptor", "raptor")):
+                if fmt.startswith(prefix):
+                    return kind
+        fmt = f"format {fmt!r}" if fmt else "no recognisable saved metadata (policy.json, config.json, checkpoints)"
+    accepted = "; ".join(f"{kind}: {what}" for kind, what in KINDS.items())
+    raise app.UsageError(f"--checkpoint {path} holds {fmt}; export_policy accepts {accepted}")
+
+
+def _inference_config(saved):
+    import dataclasses
+
+    from robojax.agents.diffusion_policy.config import InferenceConfig
+
+    given = {name: flag.value for name, flag in _INFERENCE.items() if flag.value is not None}
+    return dataclasses.replace(saved or InferenceConfig(), **given)
+
+
+def _export(kind: str):
+    platforms = tuple(_PLATFORMS.value)
+    if kind != "sac" and _STOCHASTIC.value:
+        raise app.UsageError("--stochastic applies to SAC only (Diffusion Policy always samples; RAPTOR is deterministic)")
+    if kind != "diffusion_policy":
+        given = sorted(name for name, flag in _INFERENCE.items() if flag.value is not None)
+        if given:
+            raise app.UsageError(f"--{', --'.join(given)} apply to Diffusion Policy only, not to a {kind} policy")
+    if kind == "sac":
+        from robojax.agents.sac.export import export_sac, load_sac_source
+
+        source = load_sac_source(_CHECKPOINT.value, step=_STEP.value)
+        return export_sac(
+            source,
+            _OUT.value,
+            control_dt=_CONTROL_DT.value or _task_control_dt(source.env),
+            deterministic=not _STOCHASTIC.value,
+            platforms=platforms,
+            overwrite=_OVERWRITE.value,
+        )
+    if kind == "diffusion_policy":
+        from robojax.agents.diffusion_policy.export import export_diffusion_policy, load_dp_source
+
+        source = load_dp_source(_CHECKPOINT.value, step=_STEP.value)
+        control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
+        return export_diffusion_policy(
+            source,
+            _OUT.value,
+            inference=_inference_config(source.inference),
+            control_dt=control_dt,
+            platforms=platforms,
+            overwrite=_OVERWRITE.value,
+        )
+    from robojax.agents.raptor.export import export_raptor_student, load_raptor_source
+
+    source = load_raptor_source(_CHECKPOINT.value, step=_STEP.value)
+    control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
+    return export_raptor_student(source, _OUT.value, control_dt=control_dt, platforms=platforms,
+                                 overwrite=_OVERWRITE.value)
+
+
 def main(argv):
     del argv
-    from robojax.agents.sac.export import export_sac, load_sac_source
-
-    source = load_sac_source(_CHECKPOINT.value, step=_STEP.value)
-    control_dt = _CONTROL_DT.value or _task_control_dt(source.env)
-    out = export_sac(
-        source,
-        _OUT.value,
-        control_dt=control_dt,
-        deterministic=not _STOCHASTIC.value,
-        platforms=tuple(_PLATFORMS.value),
-        overwrite=_OVERWRITE.value,
-    )
+    out = _export(detect_kind(_CHECKPOINT.value))
     with open(os.path.join(out, "artifact.json")) as f:
         sidecar = json.load(f)
     src = sidecar["source_checkpoint"] or {}
@@ -66,6 +199,12 @@ def main(argv):
     print(f"  control     {sidecar['control_dt']} s ({sidecar['control_rate_hz']:.1f} Hz)")
     print(f"  platforms   {','.join(sidecar['platforms'])}  jax {sidecar['jax_version']}")
     print(f"  source      {src.get('path')}  sha256 {str(src.get('sha256'))[:16]}...")
+    chunking = sidecar["action_chunking"]
+    if chunking.get("chunk_length", 1) > 1:
+        print(f"  chunking    Tp={chunking['chunk_length']} Ta={chunking['executed_steps']}"
+              f" inference={chunking.get('inference')} nfe/chunk={chunking.get('nfe_per_chunk')}")
+    if sidecar["carry"]:
+        print(f"  carry       {', '.join(c['name'] + str(c['shape']) for c in sidecar['carry'])}")
 
 
 if __name__ == "__main__":

@@ -243,9 +243,10 @@ def from_dict(cls: type, values: dict) -> Any:
         if f.name not in values:
             continue
         value = values[f.name]
-        if f.name == "policy":
+        # Only TrainConfig nests configs (InferenceConfig has a plain string field named `inference`).
+        if cls is TrainConfig and f.name == "policy":
             value = from_dict(DiffusionPolicyConfig, value)
-        elif f.name == "inference":
+        elif cls is TrainConfig and f.name == "inference":
             value = from_dict(InferenceConfig, value)
         elif isinstance(value, list):
             value = tuple(value)

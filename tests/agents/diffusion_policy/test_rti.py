@@ -76,3 +76,12 @@ def test_warm_start_timesteps_match_rti_dp_lists(start, steps, expected):
 def test_warm_start_timesteps_reject_impossible_lists():
     with pytest.raises(ValueError, match="do not fit"):
         rti.warm_start_timesteps(2, 4)
+
+
+def test_train_config_round_trips_through_its_dict():
+    # InferenceConfig has a string field named `inference`; only TrainConfig's fields are nested configs.
+    from robojax.agents.diffusion_policy.config import InferenceConfig, TrainConfig, from_dict, to_dict
+
+    config = TrainConfig(dataset="demos", inference=InferenceConfig(inference="rti", rti_start_step=5))
+    assert from_dict(TrainConfig, to_dict(config)) == config
+    assert from_dict(InferenceConfig, to_dict(config.inference)) == config.inference

@@ -1,0 +1,240 @@
+"""Diffusion Policy -> policy artifact: the receding-horizon policy of `learner.make_policy`, exported.
+
+The exported step is exactly `learner.make_policy(...).step` for one environment (obs [obs_dim] ->
+action [action_dim]); its carry is the learner's `PolicyCarry`:
+
+    obs_history [1, To, obs_dim]  raw observations, oldest first
+    chunk       [1, Tp, A]        the current plan in the model's (normalised) action space
+    index       ()  int32         position in the chunk of the next action to execute
+    has_chunk   ()  bool          False at an episode start (the controller's `reset()`)
+
+so one artifact call executes one action and replans every `action_steps` (Ta) calls, cold with
+DDPM / DDIM, or RTI-warm-started from the shifted previous chunk, which the carry holds between
+calls. Denoiser parameters (EMA), observation and action normalisers and the action bounds are
+constants of the exported module. The sidecar's `action_chunking` records Tp, Ta, To, the inference
+mode, the step lists and the number of denoiser calls (NFE) per chunk and per action.
+
+Sampling draws noise from the artifact's seeded key (cold starts; RTI's DDPM posterior steps), so
+the artifact is `stochastic`; `robojax.deploy.load(dir, seed=...)` fixes the stream.
+
+Where parameters come from (`load_dp_source`): a saved policy directory (`RUN/policy/`, written by
+`train.save_policy`) or a run directory holding one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robojax.agents.diffusion_policy import learner
+from robojax.agents.diffusion_policy import train as dp_train
+from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, to_dict
+from robojax.envs.core import ArraySpec
+from robojax.export import PolicyFunctions
+
+
+@dataclasses.dataclass
+class DPSource:
+    """Denoiser parameters, normalisers and everything the artifact's sidecar needs."""
+
+    params: Any
+    normalizers: learner.Normalizers
+    config: DiffusionPolicyConfig
+    observation_spec: ArraySpec
+    action_spec: ArraySpec
+    env: str | None = None
+    control_dt: float | None = None
+    inference: InferenceConfig | None = None  # the run's own inference settings, if recorded
+    path: str | None = None  # the saved policy directory the parameters were read from
+    train_steps: int | None = None
+    run_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def source_from_train_state(
+    state: learner.TrainState,
+    observation_spec: ArraySpec,
+    action_spec: ArraySpec,
+    *,
+    env: str | None = None,
+    control_dt: float | None = None,
+    use_ema: bool = True,
+) -> DPSource:
+    """A DPSource from an in-memory TrainState (tests, notebooks); EMA parameters by default."""
+    if observation_spec.shape != (state.obs_dim,) or action_spec.shape != (state.action_dim,):
+        raise ValueError(
+            f"the specs {observation_spec.shape} / {action_spec.shape} do not match the learner's obs_dim"
+            f" {state.obs_dim} / action_dim {state.action_dim}"
+        )
+    return DPSource(
+        params=state.ema_params if use_ema else state.params,
+        normalizers=state.normalizers,
+        config=state.config,
+        observation_spec=observation_spec,
+        action_spec=action_spec,
+        env=env,
+        control_dt=control_dt,
+        train_steps=int(state.step),
+    )
+
+
+def _saved_inference(metadata: Mapping) -> InferenceConfig | None:
+    saved = (metadata.get("config") or {}).get("inference")
+    if not isinstance(saved, Mapping):
+        return None
+    # Built directly: config.from_dict would read InferenceConfig's own `inference` field as a nested config.
+    fields = {f.name for f in dataclasses.fields(InferenceConfig)}
+    return InferenceConfig(**{k: v for k, v in saved.items() if k in fields})
+
+
+def load_dp_source(path: str | os.PathLike, *, step: int | None = None) -> DPSource:
+    """Read a Diffusion Policy from its saved policy/ directory or a run directory holding one."""
+    path = os.path.abspath(os.fspath(path))
+    if step is not None:
+        raise ValueError(
+            "Diffusion Policy exports read the final saved policy (RUN/policy/, EMA parameters); checkpoint"
+            " steps are not supported: drop --step, or finish the run so that it writes policy/"
+        )
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no Diffusion Policy run or policy directory at {path}")
+    if not os.path.isfile(os.path.join(path, "policy.json")) and not os.path.isfile(
+        os.path.join(path, "policy", "policy.json")
+    ):
+        raise FileNotFoundError(
+            f"{path} holds no saved Diffusion Policy (no policy.json, no policy/policy.json); a run writes"
+            " policy/ when training finishes"
+        )
+    loaded = dp_train.load_policy(path)
+    policy_dir = path if os.path.isfile(os.path.join(path, "policy.json")) else os.path.join(path, "policy")
+    meta = loaded.metadata
+    return DPSource(
+        params=loaded.params,
+        normalizers=loaded.normalizers,
+        config=loaded.config,
+        observation_spec=loaded.observation_spec,
+        action_spec=loaded.action_spec,
+        env=meta.get("env"),
+        control_dt=meta.get("control_dt"),
+        inference=_saved_inference(meta),
+        path=policy_dir,
+        train_steps=meta.get("train_steps"),
+        run_metadata=meta,
+    )
+
+
+def action_chunking(source: DPSource, inference: InferenceConfig, policy: learner.Policy) -> dict:
+    """The sidecar's description of the chunked policy: horizons, inference mode, step lists, NFE."""
+    config = source.config
+    _, cold_method, _, warm_method = learner.inference_timesteps(config, inference)
+    return {
+        "chunk_length": config.pred_horizon,  # Tp
+        "executed_steps": policy.action_steps,  # Ta: actions executed per plan
+        "obs_horizon": config.obs_horizon,  # To
+        "objective": config.objective,
+        "inference": inference.inference if config.objective == "diffusion" else "direct",
+        "cold_method": cold_method,
+        "cold_timesteps": list(policy.cold_timesteps),
+        "warm_start": inference.inference == "rti" and config.objective == "diffusion",
+        "warm_method": warm_method,
+        "warm_timesteps": list(policy.warm_timesteps),
+        "nfe_first_chunk": policy.nfe["first_chunk"],
+        "nfe_per_chunk": policy.nfe["per_chunk"],
+        "nfe_per_action": policy.nfe["per_action"],
+    }
+
+
+def make_policy(source: DPSource, inference: InferenceConfig) -> PolicyFunctions:
+    """The single-env receding-horizon Diffusion Policy as an ExportablePolicy (learner.make_policy's step)."""
+    inference.check_against(source.config)
+    spec = source.action_spec
+    policy = learner.make_policy(
+        jax.tree.map(jnp.asarray, source.params),
+        source.normalizers,
+        source.config,
+        inference,
+        source.observation_spec.shape[0],
+        spec.shape[0],
+        action_low=np.broadcast_to(spec.low, spec.shape),
+        action_high=np.broadcast_to(spec.high, spec.shape),
+    )
+    dtype = spec.dtype
+
+    def step(carry, obs, key):
+        action, carry = policy.step(carry, obs, key)
+        return action.astype(dtype), carry
+
+    arrays = source.normalizers.to_arrays()
+    normalization = {
+        "observation": {
+            "offset": arrays["obs_offset"], "scale": arrays["obs_scale"],
+            "method": source.config.obs_normalization, "formula": "(obs - offset) / scale",
+        },
+        "action": {
+            "low": arrays["action_low"], "high": arrays["action_high"],
+            "discrete_dims": list(source.normalizers.discrete_dims),
+            "discrete_action_scale": source.config.discrete_action_scale,
+            "formula": "model space [-1, 1] <- min/max of the dataset; discrete dims sign-binarised when executed",
+        },
+    }
+    mode = inference.inference if source.config.objective == "diffusion" else "mse"
+    return PolicyFunctions(
+        step_fn=step,
+        init_carry_fn=policy.init_carry,
+        stochastic=source.config.objective == "diffusion",
+        normalization=normalization,
+        action_chunking=action_chunking(source, inference, policy),
+        name=f"diffusion_policy_{source.env or 'policy'}_{mode}",
+    )
+
+
+def export_diffusion_policy(
+    source: DPSource,
+    out_dir: str | os.PathLike,
+    *,
+    inference: InferenceConfig | None = None,
+    control_dt: float | None = None,
+    platforms=("cpu",),
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write the policy artifact of a Diffusion Policy (see robojax.export.export_policy).
+
+    inference: default the run's own recorded settings, else `InferenceConfig()`.
+    control_dt: default the dataset's control period recorded with the policy.
+    """
+    from robojax.export import export_policy
+
+    inference = inference or source.inference or InferenceConfig()
+    control_dt = control_dt if control_dt is not None else source.control_dt
+    if control_dt is None:
+        raise ValueError(
+            "the policy's dataset records no control period; pass control_dt (--control_dt) in seconds"
+        )
+    meta = {
+        "learner": "diffusion_policy",
+        "env": source.env,
+        "train_steps": source.train_steps,
+        "inference_config": dataclasses.asdict(inference),
+        "policy_config": to_dict(source.config),
+        **dict(metadata or {}),
+    }
+    src = None
+    if source.path is not None:
+        from robojax.deploy.artifact import sha256_tree
+
+        src = {"path": source.path, **sha256_tree(source.path)}
+    return export_policy(
+        make_policy(source, inference),
+        out_dir,
+        observation_spec=source.observation_spec,
+        action_spec=source.action_spec,
+        control_dt=control_dt,
+        metadata=meta,
+        platforms=platforms,
+        source_checkpoint=src,
+        overwrite=overwrite,
+    )
