@@ -2,8 +2,10 @@
 
 import pytest
 
-from experiments.collect_demos import collect
+from tests.experiments.conftest import load_experiment
 from robojax.data.episodes import load_episodes
+
+collect = load_experiment("collect_demos").collect
 
 
 def test_collect_demos_writes_loadable_dataset(tmp_path):

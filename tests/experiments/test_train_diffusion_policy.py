@@ -10,11 +10,18 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from experiments import train_diffusion_policy
+from tests.experiments.conftest import load_experiment
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from tests.agents.diffusion_policy.datasets import write_random_dataset
 
+train_diffusion_policy = load_experiment("train_diffusion_policy")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _own_experiment_flags():
+    load_experiment("train_diffusion_policy")
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,17 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from experiments import train_sac
+from tests.experiments.conftest import load_experiment
 from robojax.agents.sac.config import SACConfig, TrainConfig
 
+train_sac = load_experiment("train_sac")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _own_experiment_flags():
+    load_experiment("train_sac")
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,15 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from experiments import train_sac
+from tests.experiments.conftest import load_experiment
 from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+
+train_sac = load_experiment("train_sac")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _own_experiment_flags():
+    load_experiment("train_sac")
 
 
 @pytest.fixture(autouse=True)
