@@ -1,0 +1,299 @@
+"""RAPTOR benchmark (issue 5): teachers + distillation wall-clock, held-out student quality, scaling.
+
+    python -m benchmarks.raptor                        # the 32-teacher run (the default config)
+    python -m benchmarks.raptor --counts=8,16,32,64    # teacher-count scaling (one full run each)
+    python -m benchmarks.raptor --render_only          # rewrite the markdown from the saved JSON
+
+Each count runs `python -m experiments.train_raptor --num_teachers=N` in a fresh process with the
+persistent compile cache off, so the wall-clock counts start-up and all compilation; every other
+setting is the experiment's default (CPU-sized, see robojax/agents/raptor/config.py). Reported:
+total and per-stage wall-clock, held-out success (hover) and mean position error (track, hover)
+for the GRU student, the oracle teachers and the feedforward ablation, and the teachers' training
+throughput in env steps/s across all teachers. The 1000-teacher GPU figure is a *projection* from
+the CPU measurement and XLA's FLOP count of one teacher iteration (no GPU was used).
+Writes benchmarks/results/raptor.md and raptor.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+from benchmarks.machine import machine_info
+
+_COUNTS = flags.DEFINE_list("counts", ["32"], "Teacher counts to run (one full pipeline each).")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/raptor", "Output path stem (.md, .json).")
+_RENDER_ONLY = flags.DEFINE_boolean("render_only", False, "Re-write the markdown from the saved JSON.")
+_EXTRA = flags.DEFINE_list("extra_flags", [], "Extra flags passed to experiments.train_raptor (e.g. --seed=1).")
+_REPARSE = flags.DEFINE_boolean(
+    "reparse", False, "Re-read failed runs of the saved JSON from their run directories (keeps their wall-clock).")
+_FLOPS = flags.DEFINE_boolean("flops", True, "Count FLOPs of one teacher iteration for the GPU projection.")
+
+TARGET_MINUTES = 30.0
+TARGET_HOVER_SUCCESS = 0.90
+TARGET_TRACK_ERROR_M = 0.2
+# Projection assumptions (stated in the report): H100 SXM FP32 non-tensor peak, and the fraction of
+# it small per-teacher MLP updates (batched over 1000 teachers) reach.
+H100_FP32_FLOPS = 67e12
+ASSUMED_UTILISATION = (0.05, 0.25)
+PAPER_TEACHER_STEPS = 1_000_000
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def run_count(n: int, root: str) -> dict:
+    workdir = os.path.join(root, f"raptor_{n}")
+    cmd = [sys.executable, "-m", "experiments.train_raptor", f"--num_teachers={n}", f"--workdir={workdir}",
+           "--progress_bar=false", "--compile_cache_dir=", *_EXTRA.value]
+    load_before = _loadavg()
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        return {"num_teachers": n, "failed": True, "stderr_tail": proc.stderr[-3000:], "wall_s": wall,
+                "workdir": workdir, "command": " ".join(["python", *cmd[1:]]), "load_before": load_before,
+                "load_after": _loadavg()}
+    record = parse_run(n, workdir, wall, load_before, _loadavg(), " ".join(["python", *cmd[1:]]))
+    record["stdout_tail"] = proc.stdout[-2500:]
+    return record
+
+
+def parse_run(n: int, workdir: str, wall: float, load_before: float, load_after: float, command: str) -> dict:
+    """The figures of a finished run directory."""
+    stages = {}
+    for name in ("teachers", "student", "feedforward", "evaluate", "export"):
+        with open(os.path.join(workdir, "stages", f"{name}.json")) as f:
+            stages[name] = json.load(f)
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)["results"]
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = json.load(f)["config"]
+    return {
+        "num_teachers": n,
+        "command": command,
+        "workdir": workdir,
+        "wall_s": wall,
+        "load_before": load_before,
+        "load_after": load_after,
+        "teachers": stages["teachers"],
+        "student_seconds": stages["student"]["seconds"],
+        "feedforward_seconds": stages["feedforward"]["seconds"],
+        "student_final": stages["student"]["final"],
+        "results": results,
+        "config": config,
+    }
+
+
+def teacher_iteration_flops(num_teachers: int = 32) -> dict:
+    """XLA's FLOP count of one vmapped teacher iteration at the default config, per env step."""
+    import jax
+
+    from robojax.agents.raptor import evaluate, teachers
+    from robojax.agents.raptor.config import RaptorConfig
+
+    config = RaptorConfig(num_teachers=num_teachers)
+    tc = config.teacher
+    env = teachers.make_teacher_env(config.teacher_task, tc.num_envs, tc.episode_length, tc.privileged)
+    sac_config = teachers.sac_train_config(tc, config.teacher_task)
+    dynamics = evaluate.sample_quadrotors(0, 0, num_teachers)
+    state = jax.eval_shape(lambda: teachers.init_teachers(jax.random.PRNGKey(0), env, sac_config, dynamics))
+    compiled = teachers.make_teachers_iteration(env, sac_config).lower(state).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    # XLA's cost analysis counts a while loop's body once, not times its trip count: the figure is
+    # one vectorised step of the scan (every teacher's envs step once, every teacher updates once).
+    flops = float(analysis.get("flops", float("nan")))
+    env_steps = num_teachers * tc.num_envs
+    return {"num_teachers": num_teachers, "flops_per_vector_step": flops, "env_steps_per_vector_step": env_steps,
+            "flops_per_env_step": flops / env_steps, "num_envs_per_teacher": tc.num_envs}
+
+
+def projection(runs: list[dict], flops: dict | None) -> dict:
+    ok = [r for r in runs if not r.get("failed") and r["teachers"].get("env_steps_per_s")]
+    if not ok:
+        return {}
+    best = max(ok, key=lambda r: r["num_teachers"])
+    rate = best["teachers"]["env_steps_per_s"]
+    steps = best["config"]["teacher"]["env_steps"]
+    out = {
+        "measured_on": f"{best['teachers']['num_teachers']} teachers trained together ({best['num_teachers']}"
+                       " training + the held-out oracles), CPU",
+        "cpu_env_steps_per_s": rate,
+        "cpu_hours_1000_teachers_this_budget": 1000 * steps / rate / 3600,
+        "cpu_hours_1000_teachers_paper_budget": 1000 * PAPER_TEACHER_STEPS / rate / 3600,
+        "teacher_env_steps": steps,
+    }
+    if flops and flops.get("flops_per_env_step") == flops.get("flops_per_env_step"):
+        f = flops["flops_per_env_step"]
+        out["cpu_achieved_flops"] = rate * f
+        lo, hi = (H100_FP32_FLOPS * u / f for u in ASSUMED_UTILISATION)
+        out["gpu_env_steps_per_s_range"] = [lo, hi]
+        out["gpu_minutes_1000_teachers_this_budget"] = [1000 * steps / hi / 60, 1000 * steps / lo / 60]
+        out["gpu_hours_1000_teachers_paper_budget"] = [1000 * PAPER_TEACHER_STEPS / hi / 3600,
+                                                      1000 * PAPER_TEACHER_STEPS / lo / 3600]
+    return out
+
+
+def render(data: dict) -> str:
+    m = data["machine"]
+    lines = ["# RAPTOR benchmark (issue 5)", "",
+             f"Last command: `{data['command']}` (each run's own command is under Settings).", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']}; jax {m['jax']}. The machine is shared"
+             " with other agents: load averages are listed per run, and wall-clock figures under load are pessimistic.",
+             "Each run is a fresh process with the compile cache off: wall-clock includes start-up and all compilation.",
+             ""]
+    runs = data["runs"]
+    lines += ["## Wall-clock and held-out quality", "",
+              "| training teachers | total min | teachers min (incl. oracles) | student min | ablation min | load before/after |"
+              " hover success: student / teacher / feedforward | track success: student / teacher / feedforward |"
+              " hover error m: student / teacher / ff | track error m: student / teacher / ff |",
+              "|---:|---:|---:|---:|---:|---|---|---|---|---|"]
+    for r in runs:
+        if r.get("failed"):
+            lines.append(f"| {r['num_teachers']} | failed after {r['wall_s'] / 60:.1f} min | | | | | | | | |")
+            continue
+        res = r["results"]
+        s = lambda task, k: " / ".join(f"{100 * res[task][p]['success']:.0f}%" if k == "success"
+                                       else f"{res[task][p]['position_error']:.3f}"
+                                       for p in ("student", "teacher", "feedforward"))
+        lines.append(
+            f"| {r['num_teachers']} | {r['wall_s'] / 60:.1f} | {r['teachers']['seconds'] / 60:.1f} |"
+            f" {r['student_seconds'] / 60:.1f} | {r['feedforward_seconds'] / 60:.1f} |"
+            f" {r['load_before']:.1f} / {r['load_after']:.1f} | {s('hover', 'success')} | {s('track', 'success')} |"
+            f" {s('hover', 'error')} | {s('track', 'error')} |")
+    lines += ["", "Success: no crash (termination) over the whole 500-step episode. Position error: mean ||p - p_ref||"
+              " over the steps flown (crashed episodes count up to the crash). Held-out quadrotors come from a"
+              " separate key stream; 'teacher' is the oracle: SAC teachers trained on the held-out quadrotors"
+              " themselves; 'feedforward' is the non-recurrent student of about the same size (2082 parameters)."
+              " Each cell is 8 held-out quadrotors x 4 episodes = 32 episodes, so about +-10 points of success is"
+              " sampling noise: the oracle teachers fly the same 8 quadrotors in every row but are retrained with"
+              " different keys per run (69-84%).", ""]
+    lines += ["Tracking trajectories of the 32-teacher run (3 held-out quadrotors, reference vs student, oracle"
+              " teacher and ablation): `benchmarks/results/raptor_tracking.png` (copied from the run's tracking.png).", ""]
+    ext = data.get("extended")
+    if ext:
+        res = ext["results"]
+        lines += [f"### Longer distillation on the same {ext['num_teachers']} teachers", "",
+                  f"`{ext['command']}` continues both students of the 32-teacher run from epoch"
+                  f" {ext['from_epochs']} to {ext['epochs']} ({ext['seconds']:.0f} s for both students, evaluation"
+                  " included; the teachers are reused).", "",
+                  "| task | policy | success | mean position error (m) |", "|---|---|---:|---:|"]
+        for task in ("hover", "track"):
+            for policy in ("student", "teacher", "feedforward"):
+                m = res[task][policy]
+                lines.append(f"| {task} | {policy} | {100 * m['success']:.0f}% | {m['position_error']:.3f} |")
+        lines.append("")
+    lines += ["## Targets", ""]
+    for r in runs:
+        if r.get("failed") or r["num_teachers"] != 32:
+            continue
+        res = r["results"]
+        checks = [
+            ("32 teachers trained and distilled in under 30 min", f"{r['wall_s'] / 60:.1f} min",
+             r["wall_s"] / 60 < TARGET_MINUTES),
+            ("student survives >= 90% of held-out hover episodes", f"{100 * res['hover']['student']['success']:.0f}%",
+             res["hover"]["student"]["success"] >= TARGET_HOVER_SUCCESS),
+            ("student mean tracking error < 0.2 m on held-out quadrotors",
+             f"{res['track']['student']['position_error']:.3f} m",
+             res["track"]["student"]["position_error"] < TARGET_TRACK_ERROR_M),
+        ]
+        lines += ["| target | measured | met |", "|---|---:|---|"]
+        lines += [f"| {a} | {b} | {'yes' if c else 'no'} |" for a, b, c in checks]
+        lines.append("")
+    p = data.get("projection") or {}
+    if p:
+        lines += ["## Teacher training throughput and the 1000-teacher projection", "",
+                  f"Measured ({p['measured_on']}): **{p['cpu_env_steps_per_s']:,.0f} env steps/s across all teachers**"
+                  " (compiled iterations, median; each env step includes that teacher's SAC update share).",
+                  f"- 1000 teachers x {p['teacher_env_steps']:,d} steps on these 2 CPU cores: "
+                  f"{p['cpu_hours_1000_teachers_this_budget']:.1f} h (measured rate, linear in teachers);"
+                  f" at the paper's 1M steps per teacher: {p['cpu_hours_1000_teachers_paper_budget']:.0f} h."]
+        if "gpu_env_steps_per_s_range" in p:
+            f = data["flops"]
+            lo, hi = p["gpu_env_steps_per_s_range"]
+            lines += [f"- XLA counts {f['flops_per_env_step'] / 1e6:.2f} MFLOP per env step (one vectorised step of the teacher"
+                      f" iteration at the default config: {f['num_envs_per_teacher']} envs and one SAC update per teacher,"
+                      f" {f['flops_per_env_step'] * f['num_envs_per_teacher'] / 1e6:.1f} MFLOP per teacher update); the CPU achieves"
+                      f" {p['cpu_achieved_flops'] / 1e9:.1f} GFLOP/s.",
+                      f"- **Projection, not a measurement**: one H100 at {ASSUMED_UTILISATION[0]:.0%}-{ASSUMED_UTILISATION[1]:.0%}"
+                      f" of its {H100_FP32_FLOPS / 1e12:.0f} TFLOP/s FP32 peak would run {lo:,.0f}-{hi:,.0f} env steps/s;"
+                      f" 1000 teachers x {p['teacher_env_steps']:,d} steps in {p['gpu_minutes_1000_teachers_this_budget'][0]:.1f}-"
+                      f"{p['gpu_minutes_1000_teachers_this_budget'][1]:.1f} min, and at the paper's 1M steps each in"
+                      f" {p['gpu_hours_1000_teachers_paper_budget'][0]:.1f}-{p['gpu_hours_1000_teachers_paper_budget'][1]:.1f} h"
+                      " (the paper: about 34 h on a 16-core laptop). The utilisation range is an assumption (small"
+                      " per-teacher matmuls batched over 1000 teachers; a 250-step scan of many small kernels may"
+                      " instead be launch-latency bound); no GPU was available to this benchmark."]
+        lines.append("")
+    lines += ["## Settings", ""]
+    for r in runs:
+        if not r.get("failed"):
+            c = r["config"]
+            lines.append(f"- {r['num_teachers']} teachers: `{r['command']}`; teacher {json.dumps(c['teacher'])};"
+                         f" distill {json.dumps(c['distill'])}; eval {json.dumps(c['eval'])}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    json_path, md_path = _OUT.value + ".json", _OUT.value + ".md"
+    if _RENDER_ONLY.value or _REPARSE.value:
+        with open(json_path) as f:
+            data = json.load(f)
+        if _REPARSE.value:
+            data["runs"] = [
+                parse_run(r["num_teachers"], r["workdir"], r["wall_s"], r["load_before"], r["load_after"], r["command"])
+                if r.get("failed") and os.path.exists(os.path.join(r["workdir"], "stages", "export.json")) else r
+                for r in data["runs"]
+            ]
+            data["projection"] = projection(data["runs"], data.get("flops"))
+            with open(json_path + ".tmp", "w") as f:
+                json.dump(data, f, indent=1)
+            os.replace(json_path + ".tmp", json_path)
+    else:
+        root = tempfile.mkdtemp(prefix="raptor_bench_")
+        runs = []
+        for n in [int(c) for c in _COUNTS.value]:
+            print(f"running {n} teachers in {root} ...", flush=True)
+            runs.append(run_count(n, root))
+            print(json.dumps({k: v for k, v in runs[-1].items() if k not in ("config", "stdout_tail")})[:2000], flush=True)
+        previous = {}
+        if os.path.exists(json_path):
+            with open(json_path) as f:
+                previous = json.load(f)
+        # Counts not run this time keep their previous results.
+        kept = [r for r in previous.get("runs", []) if r["num_teachers"] not in {r2["num_teachers"] for r2 in runs}]
+        runs = sorted(kept + runs, key=lambda r: r["num_teachers"])
+        flops = teacher_iteration_flops() if _FLOPS.value else previous.get("flops")
+        data = {
+            "command": "python -m benchmarks.raptor " + " ".join(sys.argv[1:]),
+            "machine": machine_info(),
+            "runs": runs,
+            "flops": flops,
+            "projection": projection(runs, flops),
+        }
+        if "extended" in previous:
+            data["extended"] = previous["extended"]
+        os.makedirs(os.path.dirname(json_path), exist_ok=True)
+        with open(json_path + ".tmp", "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(json_path + ".tmp", json_path)
+    text = render(data)
+    with open(md_path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(md_path + ".tmp", md_path)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)

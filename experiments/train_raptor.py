@@ -1,0 +1,152 @@
+"""RAPTOR: train one SAC teacher per sampled quadrotor, distil a 2084-parameter GRU student, evaluate
+it zero-shot on held-out quadrotors, and export it to C.
+
+    python -m experiments.train_raptor --workdir=runs/raptor                       # 32 teachers, CPU defaults
+    python -m experiments.train_raptor --workdir=runs/raptor --num_teachers=64 --task=hover
+    python -m experiments.train_raptor --workdir=runs/raptor                       # rerun: skips finished stages
+
+Stages: teachers (training and held-out oracle teachers, one vmapped SAC loop) -> student (GRU) ->
+feedforward (ablation) -> evaluate (results.json, tracking.png) -> export (export/, C). A rerun
+with the same workdir skips finished stages and resumes an unfinished one from its checkpoint.
+Flags: `--num_teachers`, `--task`, `--seed`; the teachers' fields with a `teacher_` prefix
+(`--teacher_env_steps`, `--teacher_num_envs`, and every SAC field, e.g.
+`--teacher_critic_hidden_dims=64,64`); distillation fields with `distill_` (`--distill_epochs`,
+`--distill_warmup_epochs`, ...); evaluation fields with `eval_` (`--eval_num_quadrotors`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import typing
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
+from robojax.agents.raptor.config import DistillConfig, EvalConfig, RaptorConfig, TeacherConfig, default_teacher_sac
+from robojax.agents.sac.config import SACConfig
+
+_GROUPS = (
+    ("teacher_", TeacherConfig, ("sac",), TeacherConfig()),
+    ("teacher_", SACConfig, (), default_teacher_sac()),
+    ("distill_", DistillConfig, ("recurrent",), DistillConfig()),
+    ("eval_", EvalConfig, (), EvalConfig()),
+)
+_TOP = tuple(f for f in dataclasses.fields(RaptorConfig) if f.name in ("num_teachers", "task", "seed"))
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/raptor_<time>).")
+_CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 50, "Teacher iterations between checkpoints.")
+_PROGRESS = flags.DEFINE_boolean("progress_bar", True, "Progress bars when stderr is a terminal.")
+_COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache_dir",
+    os.environ.get("ROBOJAX_JAX_CACHE", os.path.expanduser("~/.cache/robojax/jax_cache")),
+    "Persistent JAX compilation cache ('' turns it off).",
+)
+
+
+def _define(name: str, field: dataclasses.Field, default) -> None:
+    kind, help_ = field.type, field.metadata.get("help", field.name)
+    if kind == "bool":
+        flags.DEFINE_boolean(name, default, help_)
+    elif kind == "int":
+        flags.DEFINE_integer(name, default, help_)
+    elif kind in ("float", "float | None"):
+        flags.DEFINE_float(name, default, help_)
+    elif kind in ("str", "str | None"):
+        flags.DEFINE_string(name, default, help_)
+    elif kind == "tuple[int, ...]":
+        flags.DEFINE_list(name, [str(v) for v in default], help_)
+    else:
+        raise TypeError(f"no flag type for config field {field.name}: {kind}")
+
+
+def _fields(cls, skip):
+    return tuple(f for f in dataclasses.fields(cls) if f.name not in skip)
+
+
+for _field in _TOP:
+    _define(_field.name, _field, _field.default)
+for _prefix, _cls, _skip, _defaults in _GROUPS:
+    for _field in _fields(_cls, _skip):
+        _define(_prefix + _field.name, _field, getattr(_defaults, _field.name))
+
+FLAGS = flags.FLAGS
+
+
+def _value(name: str, field: dataclasses.Field):
+    value = FLAGS[name].value
+    if field.type == "tuple[int, ...]":
+        try:
+            return tuple(int(v) for v in value)
+        except ValueError:
+            raise ValueError(f"--{name} needs comma-separated integers, got {','.join(value)!r}") from None
+    if field.type in ("str | None", "float | None") and value in ("", None):
+        return None
+    return value
+
+
+def _group(prefix: str, cls, skip) -> dict:
+    return {f.name: _value(prefix + f.name, f) for f in _fields(cls, skip)}
+
+
+def config_from_flags() -> RaptorConfig:
+    """The validated run config from parsed flags."""
+    sac = SACConfig(**_group("teacher_", SACConfig, ()))
+    teacher = TeacherConfig(**_group("teacher_", TeacherConfig, ("sac",)), sac=sac)
+    distill = DistillConfig(**_group("distill_", DistillConfig, ("recurrent",)))
+    evaluation = EvalConfig(**_group("eval_", EvalConfig, ()))
+    top = {f.name: _value(f.name, f) for f in _TOP}
+    return RaptorConfig(**top, teacher=teacher, distill=distill, eval=evaluation)
+
+
+def enable_compilation_cache(directory: str) -> None:
+    import jax
+
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def main(argv: typing.Sequence[str]) -> None:
+    run_experiment(argv)
+
+
+def run_experiment(argv: typing.Sequence[str]):
+    """`main`, returning the `RaptorResult` (absl's `app.run` would treat a return value as an error)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
+    try:
+        config = config_from_flags()
+    except (TypeError, ValueError) as e:
+        raise app.UsageError(str(e)) from None
+    if not FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
+    enable_compilation_cache(_COMPILE_CACHE.value)
+    workdir = _WORKDIR.value or os.path.join("runs", f"raptor_{time.strftime('%Y%m%d-%H%M%S')}")
+    from robojax.agents.raptor.train import run
+    from robojax.checkpoint import CheckpointMismatchError
+
+    start = time.perf_counter()
+    try:
+        result = run(config, workdir, progress=_PROGRESS.value, checkpoint_every=_CHECKPOINT_EVERY.value)
+    except CheckpointMismatchError as e:
+        raise app.UsageError(str(e)) from None
+    print(f"\nRAPTOR, {config.num_teachers} teachers, held-out quadrotors: {config.eval.num_quadrotors}"
+          f" ({config.eval.episodes_per_quadrotor} episodes each)")
+    print(result.table)
+    spent = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
+    print(f"stages: {spent}; skipped (already done): {result.skipped or 'none'};"
+          f" total {time.perf_counter() - start:.0f} s")
+    if result.teacher_env_steps_per_s:
+        print(f"teacher training throughput: {result.teacher_env_steps_per_s:,.0f} env steps/s across all teachers")
+    print(f"run directory: {result.workdir} (results.json, tracking.png, export/, *.jsonl, checkpoints/)")
+    return result
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,177 @@
+"""RAPTOR configuration: teachers (vmapped SAC), meta-imitation distillation, evaluation.
+
+Frozen dataclasses validated on construction; every field carries a `help` string that
+`experiments/train_raptor.py` turns into an absl flag of the same name.
+
+CPU-sized defaults (the paper's values in brackets; research note section 3.4 and 3.6):
+  teachers      32 quadrotors [1000], 100k env steps each over 4 envs (25k updates) [1M, 1 env],
+                actor 64x64 [3x64], critics 2 x (64, 64) [2 x 3x256], batch 128 [128]
+  distillation  30 epochs [1000], 3 teacher warm-up epochs [10], 4 episodes per quadrotor and
+                epoch [10], episodes of 500 steps [500], batch 32 episodes [64], lr 3e-3 [1e-4]
+The paper's sizes are reachable through the flags; on 2 CPU cores they would take days.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from robojax.agents.sac.config import SACConfig
+
+TASKS = ("hover", "track")
+RUN_TASKS = ("hover", "track", "both")
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _positive_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a non-negative integer, got {value!r}")
+
+
+def _positive_float(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{type(obj).__name__}.{name} must be a positive number, got {value!r}")
+
+
+def default_teacher_sac() -> SACConfig:
+    """The teachers' SAC: smaller critics than the paper's 3x256 so 32 teachers fit a CPU budget."""
+    return SACConfig(
+        actor_hidden_dims=(64, 64),
+        critic_hidden_dims=(64, 64),
+        critic_ensemble_size=2,
+        critic_subset_size=2,
+        use_layer_norm=True,
+        batch_size=128,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        temperature_lr=1e-3,
+        init_temperature=0.1,
+        target_entropy=-2.0,  # the paper's value (pre_training/config.h)
+        tau=0.02,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """One SAC teacher per sampled quadrotor, all trained in one jitted, vmapped loop."""
+
+    num_envs: int = _field(4, "Envs per teacher (all on that teacher's quadrotor).")
+    env_steps: int = _field(100_000, "Env transitions per teacher (summed over its envs).")
+    learning_starts: int = _field(2_000, "Transitions of uniform random actions per teacher before updates.")
+    steps_per_iteration: int = _field(250, "Vectorised env steps per jitted call.")
+    privileged: bool = _field(True, "Teachers observe the 26-value privileged observation (motor speeds).")
+    episode_length: int = _field(500, "Teacher episode length in control steps (paper: 500 at 100 Hz).")
+    sac: SACConfig = dataclasses.field(default_factory=default_teacher_sac)
+
+    def __post_init__(self):
+        _positive_int(self, "num_envs", "env_steps", "steps_per_iteration", "episode_length")
+        _non_negative_int(self, "learning_starts")
+        if not isinstance(self.sac, SACConfig):
+            raise TypeError(f"TeacherConfig.sac must be a SACConfig, got {type(self.sac).__name__}")
+
+    @property
+    def iterations(self) -> int:
+        """Jitted calls needed to reach `env_steps` per teacher."""
+        per_call = self.num_envs * self.steps_per_iteration
+        return -(-self.env_steps // per_call)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Meta-imitation: teacher warm-up epochs, then on-policy student epochs, dataset rebuilt each epoch."""
+
+    epochs: int = _field(30, "Distillation epochs (paper: 1000).")
+    warmup_epochs: int = _field(3, "First epochs roll out the teachers instead of the student (paper: 10).")
+    episodes_per_quadrotor: int = _field(4, "Episodes collected per training quadrotor each epoch (paper: 10).")
+    episode_length: int = _field(500, "Steps per collected episode; BPTT runs over all of them (paper: 500).")
+    batch_size: int = _field(32, "Episodes per gradient step (paper: 64).")
+    updates_per_epoch: int = _field(16, "Gradient steps per epoch, each on a shuffled batch of episodes.")
+    learning_rate: float = _field(3e-3, "Adam learning rate (paper: 1e-4 over 1000 epochs).")
+    grad_clip: float = _field(1.0, "Global gradient-norm clip.")
+    recurrent: bool = _field(True, "GRU student (False: the non-recurrent ablation of the same size).")
+
+    def __post_init__(self):
+        _positive_int(self, "epochs", "episodes_per_quadrotor", "episode_length", "batch_size", "updates_per_epoch")
+        _non_negative_int(self, "warmup_epochs")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(
+                f"DistillConfig.warmup_epochs ({self.warmup_epochs}) cannot exceed epochs ({self.epochs})"
+            )
+        _positive_float(self, "learning_rate", "grad_clip")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation: quadrotors from a separate key stream, never used in distillation."""
+
+    num_quadrotors: int = _field(8, "Held-out quadrotors (each also gets its own oracle teacher).")
+    episodes_per_quadrotor: int = _field(4, "Evaluation episodes per held-out quadrotor and task.")
+    episode_length: int = _field(500, "Evaluation episode length in control steps.")
+    plot_quadrotors: int = _field(3, "Held-out quadrotors drawn in the tracking-trajectory plot.")
+
+    def __post_init__(self):
+        _positive_int(self, "num_quadrotors", "episodes_per_quadrotor", "episode_length", "plot_quadrotors")
+
+
+@dataclasses.dataclass(frozen=True)
+class RaptorConfig:
+    """A whole RAPTOR run: teachers, distillation, evaluation."""
+
+    num_teachers: int = _field(32, "Training quadrotors, one SAC teacher each (paper: 1000).")
+    task: str = _field(
+        "both",
+        "hover, track or both. Teachers train on tracking for 'track' and 'both' (hover is tracking a"
+        " still reference); distillation collects episodes on the named task(s); evaluation always"
+        " reports both.",
+    )
+    seed: int = _field(0, "Seed of every random stream (training and held-out quadrotors use separate streams).")
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        _positive_int(self, "num_teachers")
+        if self.task not in RUN_TASKS:
+            raise ValueError(f"RaptorConfig.task must be one of {RUN_TASKS}, got {self.task!r}")
+        _non_negative_int(self, "seed")
+        for name, cls in (("teacher", TeacherConfig), ("distill", DistillConfig), ("eval", EvalConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"RaptorConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+
+
+    @property
+    def teacher_task(self) -> str:
+        """The env the teachers train on: tracking covers hovering (a still reference)."""
+        return "hover" if self.task == "hover" else "track"
+
+    @property
+    def distill_tasks(self) -> tuple[str, ...]:
+        return TASKS if self.task == "both" else (self.task,)
+
+
+def to_dict(config: Any) -> dict:
+    """A JSON-friendly dict of a config (nested configs become dicts, tuples lists)."""
+
+    def ready(value):
+        if isinstance(value, dict):
+            return {k: ready(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [ready(v) for v in value]
+        return value
+
+    return ready(dataclasses.asdict(config))

@@ -1,0 +1,136 @@
+"""RAPTOR evaluation on held-out quadrotors: zero-shot student vs oracle teachers vs ablation.
+
+Held-out quadrotors come from a key stream separate from the training quadrotors' (see
+`quadrotor_keys`), so the student never saw them. Every policy flies the *same* episodes (same
+initial states, references and disturbances: one key per quadrotor and episode), so differences
+are the policies'. Policies:
+  student       the recurrent (GRU) student, zero-shot
+  teacher       per-quadrotor SAC teachers trained on the held-out quadrotors themselves: an oracle
+  feedforward   the non-recurrent student of the same size, distilled the same way: the ablation
+                showing what in-context adaptation through the recurrence buys
+Metrics per task (hover, track): success (no crash over the whole episode), mean position error
+||p - p_ref|| over the steps flown, and mean survived steps.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robojax.agents.raptor import distill
+from robojax.agents.raptor.config import EvalConfig
+from robojax.agents.raptor.distill import Episodes, StudentFns
+from robojax.envs.core import Env
+
+# Stream 0: training quadrotors; stream 1: held-out quadrotors (never used in training).
+TRAIN_STREAM, HELD_OUT_STREAM = 0, 1
+
+
+def quadrotor_keys(seed: int, stream: int, num: int) -> jax.Array:
+    """Keys of `num` quadrotors of a stream; the streams never share keys."""
+    return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 1000 + stream), num)
+
+
+def sample_quadrotors(seed: int, stream: int, num: int) -> dict:
+    """`num` quadrotors' parameters (leading axis) from the paper's ranges."""
+    from envs.quadrotor import sample_parameters
+
+    return jax.vmap(sample_parameters)(quadrotor_keys(seed, stream, num))
+
+
+@functools.lru_cache(maxsize=16)
+def make_collect(env: Env, length: int, episodes: int, student: StudentFns):
+    """Jitted episodes on every quadrotor: (quadrotor, episode, time) leading axes."""
+
+    @jax.jit
+    def run(student_params, teachers, dynamics, key, teacher_acts):
+        return distill.collect(env, length, episodes, student, student_params, teachers, dynamics, key, teacher_acts)
+
+    return run
+
+
+def summarize(episodes: Episodes) -> dict:
+    """Scalar metrics of a batch of episodes, plus per-quadrotor success."""
+    metrics = {k: float(v) for k, v in jax.device_get(distill.episode_metrics(episodes)).items()}
+    metrics.pop("label_action_mse", None)
+    crashed = np.asarray(episodes.crashed)
+    metrics["success_per_quadrotor"] = (1.0 - crashed.reshape(crashed.shape[0], -1).mean(axis=1)).tolist()
+    return metrics
+
+
+def evaluate_task(
+    env: Env,
+    config: EvalConfig,
+    dynamics: dict,
+    oracle_teachers: Any,
+    students: dict[str, tuple[StudentFns, Any]],
+    key: jax.Array,
+) -> tuple[dict, dict]:
+    """Metrics of every policy on one task; returns (metrics by policy, episodes by policy).
+
+    students: name -> (architecture, params); the oracle teachers appear as "teacher".
+    """
+    results, trajectories = {}, {}
+    any_student = next(iter(students.values()))
+    policies = [("teacher", any_student, True)] + [(name, s, False) for name, s in students.items()]
+    for name, (fns, params), teacher_acts in policies:
+        run = make_collect(env, config.episode_length, config.episodes_per_quadrotor, fns)
+        episodes = run(params, oracle_teachers, dynamics, key, jnp.asarray(teacher_acts))
+        results[name] = summarize(episodes)
+        trajectories[name] = jax.device_get(episodes)
+    return results, trajectories
+
+
+def plot_tracking(trajectories: dict, png_path: str, num_quadrotors: int, dt: float = 0.01,
+                  policies: tuple[str, ...] = ("student", "teacher")) -> str:
+    """x/y/z over time, reference vs policies, for the first episode of a few held-out quadrotors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = trajectories[policies[0]]
+    n = min(num_quadrotors, first.position.shape[0])
+    fig, axes = plt.subplots(n, 3, figsize=(12, 2.6 * n), squeeze=False, sharex=True)
+    t = np.arange(first.position.shape[2]) * dt
+    colours = {"student": "tab:blue", "teacher": "tab:green", "feedforward": "tab:red"}
+    for q in range(n):
+        for axis, label in enumerate("xyz"):
+            ax = axes[q, axis]
+            ax.plot(t, first.reference[q, 0, :, axis], "k--", lw=1.5, label="reference")
+            for name in policies:
+                if name not in trajectories:
+                    continue
+                ep = trajectories[name]
+                valid = ep.valid[q, 0]
+                y = np.where(valid, ep.position[q, 0, :, axis], np.nan)
+                crashed = " (crashed)" if ep.crashed[q, 0] else ""
+                ax.plot(t, y, color=colours.get(name), lw=1.2, label=name + crashed)
+            ax.set_ylabel(f"quad {q}: {label} (m)")
+            if q == n - 1:
+                ax.set_xlabel("time (s)")
+            if axis == 0:
+                ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Held-out quadrotors, tracking: reference vs policies")
+    fig.tight_layout()
+    tmp = png_path + ".tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return png_path
+
+
+def results_table(results: dict) -> str:
+    """A markdown table: task x policy -> success, position error, survived steps."""
+    lines = ["| task | policy | success | mean position error (m) | mean steps flown |", "|---|---|---:|---:|---:|"]
+    for task, by_policy in results.items():
+        for policy, m in by_policy.items():
+            lines.append(
+                f"| {task} | {policy} | {100 * m['success']:.0f}% | {m['position_error']:.3f} | {m['episode_length']:.0f} |"
+            )
+    return "\n".join(lines)
