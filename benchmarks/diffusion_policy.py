@@ -31,6 +31,7 @@ _NUM_STEPS = flags.DEFINE_integer("num_steps", 3000, "Gradient steps per trainin
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Windows per gradient step.")
 _DOWN_DIMS = flags.DEFINE_list("down_dims", ["32", "64", "128"], "U-Net widths.")
 _DENOISER = flags.DEFINE_string("denoiser", "unet", "unet or mlp.")
+_MLP_DIMS = flags.DEFINE_list("mlp_hidden_dims", ["256", "256", "256"], "MLP denoiser widths.")
 _LR = flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (short runs need more than Chi et al.'s 1e-4).")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 100, "Episodes per success evaluation.")
 _NUM_ENVS = flags.DEFINE_integer("num_envs", 50, "Envs stepped together in evaluation.")
@@ -69,6 +70,7 @@ def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, 
         shutil.rmtree(workdir)
     policy = DiffusionPolicyConfig(
         objective=objective, denoiser=_DENOISER.value, down_dims=tuple(int(d) for d in _DOWN_DIMS.value),
+        mlp_hidden_dims=tuple(int(d) for d in _MLP_DIMS.value),
         num_steps=_NUM_STEPS.value, batch_size=_BATCH.value, learning_rate=_LR.value,
     )
     config = TrainConfig(dataset=dataset, workdir=workdir, seed=seed, eval_env="none", updates_per_call=100,
@@ -126,7 +128,7 @@ def write_results(rows, machine):
         })
     result = {"command": command, "machine": machine, "rows": rows, "summary": summary,
               "settings": {"num_steps": _NUM_STEPS.value, "batch_size": _BATCH.value, "denoiser": _DENOISER.value,
-                           "down_dims": _DOWN_DIMS.value, "learning_rate": _LR.value,
+                           "down_dims": _DOWN_DIMS.value, "mlp_hidden_dims": _MLP_DIMS.value, "learning_rate": _LR.value,
                            "eval_episodes": _EVAL_EPISODES.value, "rti_start_step": _RTI_START.value,
                            "rti_steps": _RTI_STEPS.value}}
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
@@ -137,7 +139,8 @@ def write_results(rows, machine):
         "# Diffusion Policy: success from demos, and RTI warm-start latency", "",
         f"Command: `{command}`", "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, backend {machine['backend']}; jax {machine['jax']}.",
-        f"Training: {_DENOISER.value} down_dims {','.join(_DOWN_DIMS.value)}, {_NUM_STEPS.value} steps, batch"
+        f"Training: {_DENOISER.value} (U-Net down_dims {','.join(_DOWN_DIMS.value)} / MLP widths"
+        f" {','.join(_MLP_DIMS.value)}), {_NUM_STEPS.value} steps, batch"
         f" {_BATCH.value}, lr {_LR.value}. Success: task flag at episode end, {_EVAL_EPISODES.value} episodes per"
         " seed. Latency: jitted single-env policy step at batch 1, per executed action (replanning every Ta=8)"
         " and per replanning call.", "",

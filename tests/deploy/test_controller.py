@@ -155,7 +155,8 @@ def test_deadline_misses_stop_the_robot(artifact, tmp_path):
     assert [c for c, _ in spy.calls].count("stop") == 1
     ep = load_episodes(tmp_path / "log").episodes[0]
     assert ep.metadata["end_reason"] == DEADLINE_MISSES and not ep.metadata["complete"]
-    assert len(ep) >= 4 and ep.extras["missed"][-1]
+    # The slow policy starts after 3 calls, but a loaded machine may miss earlier deadlines too.
+    assert len(ep) >= 1 and ep.extras["missed"][-1]
 
 
 def test_policy_failure_stops_the_robot(tmp_path):
