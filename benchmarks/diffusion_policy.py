@@ -38,6 +38,8 @@ _NUM_ENVS = flags.DEFINE_integer("num_envs", 50, "Envs stepped together in evalu
 _LATENCY_ACTIONS = flags.DEFINE_integer("latency_actions", 200, "Single-env actions timed per mode.")
 _MODES = flags.DEFINE_list("modes", ["ddpm", "ddim", "rti"], "Inference modes compared.")
 _RTI_START = flags.DEFINE_integer("rti_start_step", 3, "RTI K'.")
+_ACTION_STEPS = flags.DEFINE_integer(
+    "action_steps", 0, "Actions executed per plan for every mode (0: the policy's Ta; RTI-DP replans every action: 1).")
 _RTI_STEPS = flags.DEFINE_integer("rti_steps", 3, "RTI denoiser calls per warm chunk.")
 _MSE = flags.DEFINE_boolean("mse_baseline", True, "Train and evaluate the MSE baseline on arm_pick_place.")
 _RUNS = flags.DEFINE_string("runs_dir", "runs/bench_dp", "Where training runs go.")
@@ -48,11 +50,12 @@ _OUT = flags.DEFINE_string("out", "benchmarks/results/diffusion_policy", "Result
 def inference_configs():
     from robojax.agents.diffusion_policy.config import InferenceConfig
 
+    ta = {"action_steps": _ACTION_STEPS.value} if _ACTION_STEPS.value else {}
     table = {
-        "ddpm": InferenceConfig(inference="ddpm"),
-        "ddim": InferenceConfig(inference="ddim", ddim_steps=10),
+        "ddpm": InferenceConfig(inference="ddpm", **ta),
+        "ddim": InferenceConfig(inference="ddim", ddim_steps=10, **ta),
         "rti": InferenceConfig(inference="rti", ddim_steps=10, rti_first="ddim",
-                               rti_start_step=_RTI_START.value, rti_steps=_RTI_STEPS.value),
+                               rti_start_step=_RTI_START.value, rti_steps=_RTI_STEPS.value, **ta),
     }
     return {m: table[m] for m in _MODES.value}
 
@@ -93,7 +96,7 @@ def main(argv):
         for seed in (int(s) for s in _SEEDS.value):
             for objective in objectives:
                 workdir, train_s = train_one(dataset, task, seed, objective)
-                modes = inference_configs() if objective == "diffusion" else {"direct": InferenceConfig()}
+                modes = inference_configs() if objective == "diffusion" else {"direct": InferenceConfig(action_steps=_ACTION_STEPS.value)}
                 for mode, inference in modes.items():
                     out = evaluate_saved_policy(workdir, inference, episodes=_EVAL_EPISODES.value,
                                                 num_envs=_NUM_ENVS.value, latency_actions=_LATENCY_ACTIONS.value,
@@ -130,7 +133,7 @@ def write_results(rows, machine):
               "settings": {"num_steps": _NUM_STEPS.value, "batch_size": _BATCH.value, "denoiser": _DENOISER.value,
                            "down_dims": _DOWN_DIMS.value, "mlp_hidden_dims": _MLP_DIMS.value, "learning_rate": _LR.value,
                            "eval_episodes": _EVAL_EPISODES.value, "rti_start_step": _RTI_START.value,
-                           "rti_steps": _RTI_STEPS.value}}
+                           "rti_steps": _RTI_STEPS.value, "action_steps": _ACTION_STEPS.value or "Ta"}}
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".json.tmp", "w") as f:
         json.dump(result, f, indent=1)
@@ -142,7 +145,8 @@ def write_results(rows, machine):
         f"Training: {_DENOISER.value} (U-Net down_dims {','.join(_DOWN_DIMS.value)} / MLP widths"
         f" {','.join(_MLP_DIMS.value)}), {_NUM_STEPS.value} steps, batch"
         f" {_BATCH.value}, lr {_LR.value}. Success: task flag at episode end, {_EVAL_EPISODES.value} episodes per"
-        " seed. Latency: jitted single-env policy step at batch 1, per executed action (replanning every Ta=8)"
+        f" seed. Latency: jitted single-env policy step at batch 1, per executed action (replanning every"
+        f" {_ACTION_STEPS.value or 'Ta=8'} actions, the same for every mode)"
         " and per replanning call.", "",
         "| task | objective | inference | seeds | success (mean) | per seed | NFE/chunk | NFE/action |"
         " ms/action mean | p50 | p99 | ms/chunk call p50 |",
