@@ -81,12 +81,9 @@ def main(argv: typing.Sequence[str]) -> None:
         raise app.UsageError(str(e)) from None
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
-    if _COMPILE_CACHE.value:
-        import jax
+    from robojax.compile_cache import enable_compilation_cache
 
-        os.makedirs(_COMPILE_CACHE.value, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", _COMPILE_CACHE.value)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    enable_compilation_cache(_COMPILE_CACHE.value)
     try:
         result = run(_CHECKPOINT.value, inference, episodes=_EPISODES.value, num_envs=_NUM_ENVS.value,
                      latency_actions=_LATENCY_ACTIONS.value, seed=_SEED.value, env=_ENV.value,

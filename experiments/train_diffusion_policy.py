@@ -24,6 +24,7 @@ from absl import logging as absl_logging
 
 import robojax  # noqa: F401  (sets XLA CPU flags before JAX initialises)
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
+from robojax.compile_cache import enable_compilation_cache
 
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not in ("policy", "inference"))
 _POLICY_FIELDS = tuple(dataclasses.fields(DiffusionPolicyConfig))
@@ -82,16 +83,6 @@ def config_from_flags() -> TrainConfig:
     inference = InferenceConfig(**{f.name: flag_value(f) for f in _INFERENCE_FIELDS})
     return TrainConfig(**values, policy=policy, inference=inference)
 
-
-def enable_compilation_cache(directory: str) -> None:
-    import jax
-
-    if not directory:
-        return
-    os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def main(argv: typing.Sequence[str]) -> None:

@@ -27,6 +27,7 @@ from absl import logging as absl_logging
 import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from robojax.agents.raptor.config import DistillConfig, EvalConfig, RaptorConfig, TeacherConfig, default_teacher_sac
 from robojax.agents.sac.config import SACConfig
+from robojax.compile_cache import enable_compilation_cache
 
 _GROUPS = (
     ("teacher_", TeacherConfig, ("sac",), TeacherConfig()),
@@ -100,16 +101,6 @@ def config_from_flags() -> RaptorConfig:
     top = {f.name: _value(f.name, f) for f in _TOP}
     return RaptorConfig(**top, teacher=teacher, distill=distill, eval=evaluation)
 
-
-def enable_compilation_cache(directory: str) -> None:
-    import jax
-
-    if not directory:
-        return
-    os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def main(argv: typing.Sequence[str]) -> None:

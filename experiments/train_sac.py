@@ -30,6 +30,7 @@ from absl import logging as absl_logging
 
 from robojax.agents.sac.config import SACConfig, TrainConfig
 from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+from robojax.compile_cache import enable_compilation_cache
 
 _SAC_FIELDS = tuple(f for f in dataclasses.fields(SACConfig))
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name != "sac")
@@ -132,17 +133,6 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
     sac = SACConfig(**{f.name: _value(f) for f in _SAC_FIELDS})
     return TrainConfig(**values, sac=sac)
 
-
-def enable_compilation_cache(directory: str) -> None:
-    """Persist compiled XLA programs so that reruns skip most of the compile time."""
-    import jax
-
-    if not directory:
-        return
-    os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def main(argv: typing.Sequence[str]) -> None:
