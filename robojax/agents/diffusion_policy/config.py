@@ -10,8 +10,9 @@ RTI-DP's most common warm-start list [3, 1, 0].
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
+
+from robojax.config_utils import check_choice, check_dims, check_int, check_non_negative_int, check_number, field
 
 OBJECTIVES = ("diffusion", "mse")
 DENOISERS = ("unet", "mlp")
@@ -21,85 +22,52 @@ SAMPLER_METHODS = ("ddpm", "ddim")
 DISCRETE_HANDLING = ("auto", "clip", "scale", "none")
 
 
-def _field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-def _check_int(obj: Any, name: str, minimum: int = 1) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{type(obj).__name__}.{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(obj, name)
-    if value not in choices:
-        raise ValueError(f"{type(obj).__name__}.{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _check_positive_float(obj: Any, name: str, allow_zero: bool = False) -> None:
-    value = getattr(obj, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{type(obj).__name__}.{name} must be a finite number {bound}, got {value!r}")
-
-
-def _check_dims(obj: Any, name: str) -> None:
-    dims = getattr(obj, name)
-    if isinstance(dims, (list, str)) or not isinstance(dims, tuple):
-        raise TypeError(f"{type(obj).__name__}.{name} must be a tuple of widths, got {dims!r}")
-    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise ValueError(f"{type(obj).__name__}.{name} needs one or more positive widths, got {dims!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class DiffusionPolicyConfig:
     """The learner: denoiser, diffusion schedule, optimiser, EMA and normalisation."""
 
-    objective: str = _field("diffusion", "diffusion: DDPM noise-prediction training (Chi et al.); mse: the"
+    objective: str = field("diffusion", "diffusion: DDPM noise-prediction training (Chi et al.); mse: the"
                             " behaviour-cloning baseline, same backbone, regressing the chunk directly.")
-    denoiser: str = _field("unet", "Backbone: unet (ConditionalUnet1D, FiLM) or mlp (MLPDenoiser).")
-    obs_horizon: int = _field(2, "To: observations the policy conditions on.")
-    action_horizon: int = _field(8, "Ta: actions executed per plan before replanning.")
-    pred_horizon: int = _field(16, "Tp: actions predicted per chunk.")
-    down_dims: tuple[int, ...] = _field((64, 128, 256), "U-Net channel widths per level.")
-    kernel_size: int = _field(5, "U-Net temporal convolution kernel size.")
-    n_groups: int = _field(8, "U-Net GroupNorm groups.")
-    diffusion_step_embed_dim: int = _field(128, "Sinusoidal diffusion-step embedding width.")
-    mlp_hidden_dims: tuple[int, ...] = _field((256, 256, 256), "MLP denoiser hidden widths.")
-    num_train_timesteps: int = _field(100, "K: diffusion steps of the training schedule.")
-    beta_schedule: str = _field("squaredcos_cap_v2", "Noise schedule: squaredcos_cap_v2 or linear.")
-    prediction_type: str = _field("epsilon", "Denoiser target: epsilon or sample.")
-    clip_sample: bool = _field(True, "Clip x0 estimates to [-1, 1] while sampling (actions are normalised there).")
-    learning_rate: float = _field(1e-4, "AdamW peak learning rate.")
-    weight_decay: float = _field(1e-6, "AdamW weight decay.")
-    adam_b1: float = _field(0.95, "AdamW beta1.")
-    adam_b2: float = _field(0.999, "AdamW beta2.")
-    warmup_steps: int = _field(500, "Linear learning-rate warm-up steps, then cosine decay to 0.")
-    num_steps: int = _field(20_000, "Gradient steps of the run (length of the cosine schedule).")
-    batch_size: int = _field(256, "Windows per gradient step.")
-    grad_clip_norm: float = _field(0.0, "Clip gradients to this global norm (0: off).")
-    ema_power: float = _field(0.75, "EMA decay 1 - (1 + step)^-power (Chi et al.'s EMAModel, inv_gamma 1).")
-    ema_max_decay: float = _field(0.9999, "Upper bound of the EMA decay.")
-    obs_normalization: str = _field("min_max", "Observation normalisation fitted on the dataset: min_max"
+    denoiser: str = field("unet", "Backbone: unet (ConditionalUnet1D, FiLM) or mlp (MLPDenoiser).")
+    obs_horizon: int = field(2, "To: observations the policy conditions on.")
+    action_horizon: int = field(8, "Ta: actions executed per plan before replanning.")
+    pred_horizon: int = field(16, "Tp: actions predicted per chunk.")
+    down_dims: tuple[int, ...] = field((64, 128, 256), "U-Net channel widths per level.")
+    kernel_size: int = field(5, "U-Net temporal convolution kernel size.")
+    n_groups: int = field(8, "U-Net GroupNorm groups.")
+    diffusion_step_embed_dim: int = field(128, "Sinusoidal diffusion-step embedding width.")
+    mlp_hidden_dims: tuple[int, ...] = field((256, 256, 256), "MLP denoiser hidden widths.")
+    num_train_timesteps: int = field(100, "K: diffusion steps of the training schedule.")
+    beta_schedule: str = field("squaredcos_cap_v2", "Noise schedule: squaredcos_cap_v2 or linear.")
+    prediction_type: str = field("epsilon", "Denoiser target: epsilon or sample.")
+    clip_sample: bool = field(True, "Clip x0 estimates to [-1, 1] while sampling (actions are normalised there).")
+    learning_rate: float = field(1e-4, "AdamW peak learning rate.")
+    weight_decay: float = field(1e-6, "AdamW weight decay.")
+    adam_b1: float = field(0.95, "AdamW beta1.")
+    adam_b2: float = field(0.999, "AdamW beta2.")
+    warmup_steps: int = field(500, "Linear learning-rate warm-up steps, then cosine decay to 0.")
+    num_steps: int = field(20_000, "Gradient steps of the run (length of the cosine schedule).")
+    batch_size: int = field(256, "Windows per gradient step.")
+    grad_clip_norm: float = field(0.0, "Clip gradients to this global norm (0: off).")
+    ema_power: float = field(0.75, "EMA decay 1 - (1 + step)^-power (Chi et al.'s EMAModel, inv_gamma 1).")
+    ema_max_decay: float = field(0.9999, "Upper bound of the EMA decay.")
+    obs_normalization: str = field("min_max", "Observation normalisation fitted on the dataset: min_max"
                                     " (per-dim range to [-1, 1], Chi et al.), mean_std, or none.")
-    discrete_action_scale: float = _field(1.0, "Divide discrete (gripper) action dims by this in the model's"
+    discrete_action_scale: float = field(1.0, "Divide discrete (gripper) action dims by this in the model's"
                                           " space (RTI-DP-scale trains with 10); 1 leaves them at +-1.")
 
     def __post_init__(self):
-        _check_choice(self, "objective", OBJECTIVES)
-        _check_choice(self, "denoiser", DENOISERS)
-        _check_choice(self, "beta_schedule", ("squaredcos_cap_v2", "linear"))
-        _check_choice(self, "prediction_type", ("epsilon", "sample"))
-        _check_choice(self, "obs_normalization", OBS_NORMALIZATIONS)
+        check_choice(self, "objective", OBJECTIVES)
+        check_choice(self, "denoiser", DENOISERS)
+        check_choice(self, "beta_schedule", ("squaredcos_cap_v2", "linear"))
+        check_choice(self, "prediction_type", ("epsilon", "sample"))
+        check_choice(self, "obs_normalization", OBS_NORMALIZATIONS)
         for name in ("obs_horizon", "action_horizon", "pred_horizon", "kernel_size", "n_groups",
                      "diffusion_step_embed_dim", "num_train_timesteps", "num_steps", "batch_size"):
-            _check_int(self, name)
-        _check_int(self, "warmup_steps", 0)
-        _check_dims(self, "down_dims")
-        _check_dims(self, "mlp_hidden_dims")
+            check_int(self, name)
+        check_int(self, "warmup_steps", minimum=0)
+        check_dims(self, "down_dims")
+        check_dims(self, "mlp_hidden_dims")
         if self.action_horizon > self.pred_horizon:
             raise ValueError(
                 f"DiffusionPolicyConfig.action_horizon ({self.action_horizon}) cannot exceed pred_horizon"
@@ -117,9 +85,9 @@ class DiffusionPolicyConfig:
                 f" ({self.n_groups}) for GroupNorm"
             )
         for name in ("learning_rate", "adam_b1", "adam_b2", "ema_power", "discrete_action_scale"):
-            _check_positive_float(self, name)
+            check_number(self, name)
         for name in ("weight_decay", "grad_clip_norm"):
-            _check_positive_float(self, name, allow_zero=True)
+            check_number(self, name, allow_zero=True)
         if not 0.0 <= self.ema_max_decay < 1.0:
             raise ValueError(f"DiffusionPolicyConfig.ema_max_decay must be in [0, 1), got {self.ema_max_decay}")
 
@@ -128,33 +96,33 @@ class DiffusionPolicyConfig:
 class InferenceConfig:
     """How actions are produced at evaluation / deployment time."""
 
-    inference: str = _field("ddim", "ddpm: full reverse chain (num_train_timesteps steps); ddim: --ddim_steps"
+    inference: str = field("ddim", "ddpm: full reverse chain (num_train_timesteps steps); ddim: --ddim_steps"
                             " deterministic steps; rti: first chunk cold (--rti_first), then the previous chunk"
                             " shifted and denoised from step --rti_start_step in --rti_steps steps.")
-    ddim_steps: int = _field(10, "DDIM steps (ddim mode, and rti's first chunk when rti_first=ddim).")
-    rti_first: str = _field("ddim", "RTI's cold start for the first chunk: ddim (ddim_steps) or ddpm (all steps).")
-    rti_start_step: int = _field(3, "K': the diffusion step at which the shifted previous chunk enters.")
-    rti_steps: int = _field(3, "Denoiser calls per warm-started chunk (RTI-DP's [3, 1, 0] is K'=3, 3 steps).")
-    rti_method: str = _field("ddpm", "RTI update rule over the step list: ddpm (ancestral DDPM posterior step from"
+    ddim_steps: int = field(10, "DDIM steps (ddim mode, and rti's first chunk when rti_first=ddim).")
+    rti_first: str = field("ddim", "RTI's cold start for the first chunk: ddim (ddim_steps) or ddpm (all steps).")
+    rti_start_step: int = field(3, "K': the diffusion step at which the shifted previous chunk enters.")
+    rti_steps: int = field(3, "Denoiser calls per warm-started chunk (RTI-DP's [3, 1, 0] is K'=3, 3 steps).")
+    rti_method: str = field("ddpm", "RTI update rule over the step list: ddpm (ancestral DDPM posterior step from"
                              " each listed step to the next, with posterior noise, as RTI-DP's DDPM scheduler) or"
                              " ddim (deterministic step to the next listed step).")
-    rti_discrete: str = _field("auto", "Discrete (gripper) dims of the warm-start guess: clip (binarise to"
+    rti_discrete: str = field("auto", "Discrete (gripper) dims of the warm-start guess: clip (binarise to"
                                " +-1/rti_clip_factor, RTI-DP-clip), scale (leave the scaled values as trained,"
                                " RTI-DP-scale), none, or auto (scale if trained with discrete_action_scale > 1,"
                                " else clip).")
-    rti_clip_factor: float = _field(1.0, "RTI-DP-clip binarises the guess's discrete dims to +-1/factor.")
-    action_steps: int = _field(0, "Actions executed per plan (0: the policy's action_horizon Ta).")
+    rti_clip_factor: float = field(1.0, "RTI-DP-clip binarises the guess's discrete dims to +-1/factor.")
+    action_steps: int = field(0, "Actions executed per plan (0: the policy's action_horizon Ta).")
 
     def __post_init__(self):
-        _check_choice(self, "inference", INFERENCE_MODES)
-        _check_choice(self, "rti_first", SAMPLER_METHODS)
-        _check_choice(self, "rti_method", SAMPLER_METHODS)
-        _check_choice(self, "rti_discrete", DISCRETE_HANDLING)
-        _check_int(self, "ddim_steps")
-        _check_int(self, "rti_start_step", 0)
-        _check_int(self, "rti_steps")
-        _check_int(self, "action_steps", 0)
-        _check_positive_float(self, "rti_clip_factor")
+        check_choice(self, "inference", INFERENCE_MODES)
+        check_choice(self, "rti_first", SAMPLER_METHODS)
+        check_choice(self, "rti_method", SAMPLER_METHODS)
+        check_choice(self, "rti_discrete", DISCRETE_HANDLING)
+        check_int(self, "ddim_steps")
+        check_int(self, "rti_start_step", minimum=0)
+        check_int(self, "rti_steps")
+        check_int(self, "action_steps", minimum=0)
+        check_number(self, "rti_clip_factor")
         if self.rti_steps > self.rti_start_step + 1:
             raise ValueError(
                 f"InferenceConfig.rti_steps ({self.rti_steps}) cannot exceed rti_start_step + 1"
@@ -189,31 +157,30 @@ class InferenceConfig:
 class TrainConfig:
     """The training loop: dataset, run directory, evaluation and checkpoints, and the learner's config."""
 
-    dataset: str = _field("", "Episode dataset directory (robojax.episodes/1, from experiments.collect_demos).")
-    workdir: str | None = _field(None, "Run directory for checkpoints, metrics and the final policy (None: no files).")
-    seed: int = _field(0, "Seed of every random stream in the run.")
-    max_episodes: int = _field(0, "Use only the first N episodes of the dataset (0: all).")
-    updates_per_call: int = _field(100, "Gradient steps inside one jitted lax.scan call.")
-    eval_every: int = _field(5_000, "Gradient steps between success-rate evaluations (0: only at the end).")
-    eval_episodes: int = _field(50, "Episodes per evaluation, run as one batch of envs.")
-    eval_env: str = _field("", "Env for evaluation ('' = the dataset's env; 'none' = no evaluation).")
-    eval_episode_length: int = _field(0, "Control steps per evaluation episode (0: the task's own).")
-    checkpoint_every: int = _field(5_000, "Gradient steps between checkpoints (also one at the end).")
-    checkpoints_to_keep: int = _field(2, "Most recent checkpoints kept on disk.")
-    resume: bool = _field(False, "Continue from the latest checkpoint in workdir.")
-    progress_bar: bool = _field(True, "Show a progress bar when stderr is a terminal.")
+    dataset: str = field("", "Episode dataset directory (robojax.episodes/1, from experiments.collect_demos).")
+    workdir: str | None = field(None, "Run directory for checkpoints, metrics and the final policy (None: no files).")
+    seed: int = field(0, "Seed of every random stream in the run.")
+    max_episodes: int = field(0, "Use only the first N episodes of the dataset (0: all).")
+    updates_per_call: int = field(100, "Gradient steps inside one jitted lax.scan call.")
+    eval_every: int = field(5_000, "Gradient steps between success-rate evaluations (0: only at the end).")
+    eval_episodes: int = field(50, "Episodes per evaluation, run as one batch of envs.")
+    eval_env: str = field("", "Env for evaluation ('' = the dataset's env; 'none' = no evaluation).")
+    eval_episode_length: int = field(0, "Control steps per evaluation episode (0: the task's own).")
+    checkpoint_every: int = field(5_000, "Gradient steps between checkpoints (also one at the end).")
+    checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
+    resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
+    progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
     policy: DiffusionPolicyConfig = dataclasses.field(default_factory=DiffusionPolicyConfig)
     inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError("TrainConfig.dataset must name an episode dataset directory (--dataset=DIR)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        check_non_negative_int(self, "seed")
         for name in ("updates_per_call", "eval_episodes", "checkpoint_every", "checkpoints_to_keep"):
-            _check_int(self, name)
+            check_int(self, name)
         for name in ("max_episodes", "eval_every", "eval_episode_length"):
-            _check_int(self, name, 0)
+            check_int(self, name, minimum=0)
         if self.resume and not self.workdir:
             raise ValueError("TrainConfig.resume needs a workdir to resume from")
         if not isinstance(self.policy, DiffusionPolicyConfig):

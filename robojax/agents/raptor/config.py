@@ -14,38 +14,13 @@ The paper's sizes are reachable through the flags; on 2 CPU cores they would tak
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from robojax.agents.sac.config import SACConfig
+from robojax.config_utils import check_choice, check_non_negative_int, check_number, check_positive_int, field
 
 TASKS = ("hover", "track")
 RUN_TASKS = ("hover", "track", "both")
-
-
-def _field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-def _positive_int(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{type(obj).__name__}.{name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{type(obj).__name__}.{name} must be a non-negative integer, got {value!r}")
-
-
-def _positive_float(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{type(obj).__name__}.{name} must be a positive number, got {value!r}")
 
 
 def default_teacher_sac() -> SACConfig:
@@ -70,17 +45,17 @@ def default_teacher_sac() -> SACConfig:
 class TeacherConfig:
     """One SAC teacher per sampled quadrotor, all trained in one jitted, vmapped loop."""
 
-    num_envs: int = _field(4, "Envs per teacher (all on that teacher's quadrotor).")
-    env_steps: int = _field(100_000, "Env transitions per teacher (summed over its envs).")
-    learning_starts: int = _field(2_000, "Transitions of uniform random actions per teacher before updates.")
-    steps_per_iteration: int = _field(250, "Vectorised env steps per jitted call.")
-    privileged: bool = _field(True, "Teachers observe the 26-value privileged observation (motor speeds).")
-    episode_length: int = _field(500, "Teacher episode length in control steps (paper: 500 at 100 Hz).")
+    num_envs: int = field(4, "Envs per teacher (all on that teacher's quadrotor).")
+    env_steps: int = field(100_000, "Env transitions per teacher (summed over its envs).")
+    learning_starts: int = field(2_000, "Transitions of uniform random actions per teacher before updates.")
+    steps_per_iteration: int = field(250, "Vectorised env steps per jitted call.")
+    privileged: bool = field(True, "Teachers observe the 26-value privileged observation (motor speeds).")
+    episode_length: int = field(500, "Teacher episode length in control steps (paper: 500 at 100 Hz).")
     sac: SACConfig = dataclasses.field(default_factory=default_teacher_sac)
 
     def __post_init__(self):
-        _positive_int(self, "num_envs", "env_steps", "steps_per_iteration", "episode_length")
-        _non_negative_int(self, "learning_starts")
+        check_positive_int(self, "num_envs", "env_steps", "steps_per_iteration", "episode_length")
+        check_non_negative_int(self, "learning_starts")
         if not isinstance(self.sac, SACConfig):
             raise TypeError(f"TeacherConfig.sac must be a SACConfig, got {type(self.sac).__name__}")
 
@@ -95,60 +70,59 @@ class TeacherConfig:
 class DistillConfig:
     """Meta-imitation: teacher warm-up epochs, then on-policy student epochs, dataset rebuilt each epoch."""
 
-    epochs: int = _field(30, "Distillation epochs (paper: 1000).")
-    warmup_epochs: int = _field(3, "First epochs roll out the teachers instead of the student (paper: 10).")
-    episodes_per_quadrotor: int = _field(4, "Episodes collected per training quadrotor each epoch (paper: 10).")
-    episode_length: int = _field(500, "Steps per collected episode; BPTT runs over all of them (paper: 500).")
-    batch_size: int = _field(32, "Episodes per gradient step (paper: 64).")
-    updates_per_epoch: int = _field(16, "Gradient steps per epoch, each on a shuffled batch of episodes.")
-    learning_rate: float = _field(3e-3, "Adam learning rate (paper: 1e-4 over 1000 epochs).")
-    grad_clip: float = _field(1.0, "Global gradient-norm clip.")
-    recurrent: bool = _field(True, "GRU student (False: the non-recurrent ablation of the same size).")
+    epochs: int = field(30, "Distillation epochs (paper: 1000).")
+    warmup_epochs: int = field(3, "First epochs roll out the teachers instead of the student (paper: 10).")
+    episodes_per_quadrotor: int = field(4, "Episodes collected per training quadrotor each epoch (paper: 10).")
+    episode_length: int = field(500, "Steps per collected episode; BPTT runs over all of them (paper: 500).")
+    batch_size: int = field(32, "Episodes per gradient step (paper: 64).")
+    updates_per_epoch: int = field(16, "Gradient steps per epoch, each on a shuffled batch of episodes.")
+    learning_rate: float = field(3e-3, "Adam learning rate (paper: 1e-4 over 1000 epochs).")
+    grad_clip: float = field(1.0, "Global gradient-norm clip.")
+    recurrent: bool = field(True, "GRU student (False: the non-recurrent ablation of the same size).")
 
     def __post_init__(self):
-        _positive_int(self, "epochs", "episodes_per_quadrotor", "episode_length", "batch_size", "updates_per_epoch")
-        _non_negative_int(self, "warmup_epochs")
+        check_positive_int(self, "epochs", "episodes_per_quadrotor", "episode_length", "batch_size", "updates_per_epoch")
+        check_non_negative_int(self, "warmup_epochs")
         if self.warmup_epochs > self.epochs:
             raise ValueError(
                 f"DistillConfig.warmup_epochs ({self.warmup_epochs}) cannot exceed epochs ({self.epochs})"
             )
-        _positive_float(self, "learning_rate", "grad_clip")
+        check_number(self, "learning_rate", "grad_clip", allow_bool=True, expected="a positive number")
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Held-out evaluation: quadrotors from a separate key stream, never used in distillation."""
 
-    num_quadrotors: int = _field(8, "Held-out quadrotors (each also gets its own oracle teacher).")
-    episodes_per_quadrotor: int = _field(4, "Evaluation episodes per held-out quadrotor and task.")
-    episode_length: int = _field(500, "Evaluation episode length in control steps.")
-    plot_quadrotors: int = _field(3, "Held-out quadrotors drawn in the tracking-trajectory plot.")
+    num_quadrotors: int = field(8, "Held-out quadrotors (each also gets its own oracle teacher).")
+    episodes_per_quadrotor: int = field(4, "Evaluation episodes per held-out quadrotor and task.")
+    episode_length: int = field(500, "Evaluation episode length in control steps.")
+    plot_quadrotors: int = field(3, "Held-out quadrotors drawn in the tracking-trajectory plot.")
 
     def __post_init__(self):
-        _positive_int(self, "num_quadrotors", "episodes_per_quadrotor", "episode_length", "plot_quadrotors")
+        check_positive_int(self, "num_quadrotors", "episodes_per_quadrotor", "episode_length", "plot_quadrotors")
 
 
 @dataclasses.dataclass(frozen=True)
 class RaptorConfig:
     """A whole RAPTOR run: teachers, distillation, evaluation."""
 
-    num_teachers: int = _field(32, "Training quadrotors, one SAC teacher each (paper: 1000).")
-    task: str = _field(
+    num_teachers: int = field(32, "Training quadrotors, one SAC teacher each (paper: 1000).")
+    task: str = field(
         "both",
         "hover, track or both. Teachers train on tracking for 'track' and 'both' (hover is tracking a"
         " still reference); distillation collects episodes on the named task(s); evaluation always"
         " reports both.",
     )
-    seed: int = _field(0, "Seed of every random stream (training and held-out quadrotors use separate streams).")
+    seed: int = field(0, "Seed of every random stream (training and held-out quadrotors use separate streams).")
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        _positive_int(self, "num_teachers")
-        if self.task not in RUN_TASKS:
-            raise ValueError(f"RaptorConfig.task must be one of {RUN_TASKS}, got {self.task!r}")
-        _non_negative_int(self, "seed")
+        check_positive_int(self, "num_teachers")
+        check_choice(self, "task", RUN_TASKS, shown=RUN_TASKS)
+        check_non_negative_int(self, "seed")
         for name, cls in (("teacher", TeacherConfig), ("distill", DistillConfig), ("eval", EvalConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"RaptorConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")

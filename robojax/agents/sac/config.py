@@ -10,60 +10,42 @@ import dataclasses
 import math
 from typing import Any
 
+from robojax.config_utils import check_dims, check_int, check_non_negative_int, check_positive_int, field
 from robojax.nets.mlp import ACTIVATIONS
-
-
-def _field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-def _positive(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{type(obj).__name__}.{name} must be a positive integer, got {value!r}")
-
-
-def _hidden_dims(obj: Any, name: str) -> None:
-    dims = getattr(obj, name)
-    if isinstance(dims, (list, str)) or not isinstance(dims, tuple):
-        raise TypeError(f"{type(obj).__name__}.{name} must be a tuple of layer widths, got {dims!r}")
-    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise ValueError(f"{type(obj).__name__}.{name} needs one or more positive layer widths, got {dims!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
     """Hyperparameters of the SAC learner (SERL / RLPD / REDQ flavour)."""
 
-    actor_hidden_dims: tuple[int, ...] = _field((64, 64), "Actor MLP hidden layer widths.")
-    critic_hidden_dims: tuple[int, ...] = _field((64, 64), "Critic MLP hidden layer widths.")
-    activation: str = _field("relu", f"Hidden activation: one of {sorted(ACTIVATIONS)}.")
-    use_layer_norm: bool = _field(True, "LayerNorm after every hidden layer of actor and critics (RLPD).")
-    critic_ensemble_size: int = _field(10, "Number of critics N in the ensemble (REDQ).")
-    critic_subset_size: int = _field(2, "Critics M drawn without replacement for the target min (REDQ).")
-    discount: float = _field(0.99, "Discount factor gamma.")
+    actor_hidden_dims: tuple[int, ...] = field((64, 64), "Actor MLP hidden layer widths.")
+    critic_hidden_dims: tuple[int, ...] = field((64, 64), "Critic MLP hidden layer widths.")
+    activation: str = field("relu", f"Hidden activation: one of {sorted(ACTIVATIONS)}.")
+    use_layer_norm: bool = field(True, "LayerNorm after every hidden layer of actor and critics (RLPD).")
+    critic_ensemble_size: int = field(10, "Number of critics N in the ensemble (REDQ).")
+    critic_subset_size: int = field(2, "Critics M drawn without replacement for the target min (REDQ).")
+    discount: float = field(0.99, "Discount factor gamma.")
     # 10x the usual 0.005: values propagate in fewer updates, which is what wall-clock on a CPU
     # buys; LayerNorm critics and the REDQ subset min keep it stable (benchmarks/sac.py).
-    tau: float = _field(0.05, "Polyak rate of the target critics.")
-    actor_lr: float = _field(1e-3, "Adam learning rate of the actor.")
-    critic_lr: float = _field(1e-3, "Adam learning rate of the critics.")
-    temperature_lr: float = _field(1e-3, "Adam learning rate of the temperature.")
-    init_temperature: float = _field(0.1, "Initial entropy temperature alpha.")
-    target_entropy: float | None = _field(None, "Target entropy; None means -|A|/2 (SERL).")
-    backup_entropy: bool = _field(True, "Subtract alpha * log pi(a'|s') in the critic target (SAC eq. 3).")
-    log_std_min: float = _field(-10.0, "Lower bound of the actor's log standard deviation.")
-    log_std_max: float = _field(2.0, "Upper bound of the actor's log standard deviation.")
-    batch_size: int = _field(128, "Transitions per gradient step (half demo, half online with demos).")
-    utd_ratio: int = _field(1, "Critic updates per step of the vectorised env, then one actor update.")
-    normalize_observations: bool = _field(False, "Normalise observations with running statistics.")
+    tau: float = field(0.05, "Polyak rate of the target critics.")
+    actor_lr: float = field(1e-3, "Adam learning rate of the actor.")
+    critic_lr: float = field(1e-3, "Adam learning rate of the critics.")
+    temperature_lr: float = field(1e-3, "Adam learning rate of the temperature.")
+    init_temperature: float = field(0.1, "Initial entropy temperature alpha.")
+    target_entropy: float | None = field(None, "Target entropy; None means -|A|/2 (SERL).")
+    backup_entropy: bool = field(True, "Subtract alpha * log pi(a'|s') in the critic target (SAC eq. 3).")
+    log_std_min: float = field(-10.0, "Lower bound of the actor's log standard deviation.")
+    log_std_max: float = field(2.0, "Upper bound of the actor's log standard deviation.")
+    batch_size: int = field(128, "Transitions per gradient step (half demo, half online with demos).")
+    utd_ratio: int = field(1, "Critic updates per step of the vectorised env, then one actor update.")
+    normalize_observations: bool = field(False, "Normalise observations with running statistics.")
 
     def __post_init__(self):
-        _hidden_dims(self, "actor_hidden_dims")
-        _hidden_dims(self, "critic_hidden_dims")
+        check_dims(self, "actor_hidden_dims", "layer widths")
+        check_dims(self, "critic_hidden_dims", "layer widths")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"SACConfig.activation {self.activation!r} unknown; choose from {sorted(ACTIVATIONS)}")
-        _positive(self, "critic_ensemble_size", "critic_subset_size", "batch_size", "utd_ratio")
+        check_positive_int(self, "critic_ensemble_size", "critic_subset_size", "batch_size", "utd_ratio")
         if self.critic_subset_size > self.critic_ensemble_size:
             raise ValueError(
                 f"SACConfig.critic_subset_size ({self.critic_subset_size}) cannot exceed critic_ensemble_size"
@@ -93,34 +75,33 @@ class SACConfig:
 class TrainConfig:
     """The on-device training loop: envs, budget, evaluation, checkpoints, and the learner's config."""
 
-    env: str = _field("cartpole_balance", "Task name (see envs.names()).")
-    seed: int = _field(0, "Seed of every random stream in the run.")
+    env: str = field("cartpole_balance", "Task name (see envs.names()).")
+    seed: int = field(0, "Seed of every random stream in the run.")
     # One env: on a 2-core CPU gradient updates, not env steps, bound the wall-clock, so the
     # defaults spend them at one update step per transition (benchmarks/sac.py).
-    num_envs: int = _field(1, "Vectorised training envs stepped together.")
-    total_env_steps: int = _field(20_000, "Env transitions to collect (summed over all envs).")
-    learning_starts: int = _field(1_000, "Transitions of uniform random actions before updates begin.")
-    steps_per_iteration: int = _field(1_000, "Vectorised env steps inside one jitted collect-and-update call.")
-    replay_capacity: int = _field(1_000_000, "Replay buffer capacity in transitions.")
-    demo_path: str | None = _field(None, "A .npz of demo transitions; turns on 50/50 symmetric sampling (RLPD).")
-    demo_capacity: int = _field(10_000, "Demo buffer capacity (room for later interventions too).")
-    eval_interval: int = _field(2_000, "Transitions between evaluations.")
-    eval_episodes: int = _field(10, "Episodes per evaluation, run as a batch of envs with the deterministic actor.")
-    target_eval_return: float | None = _field(None, "Stop once an evaluation reaches this mean return.")
-    checkpoint_interval: int = _field(10_000, "Transitions between checkpoints (also one at the end).")
-    checkpoints_to_keep: int = _field(2, "Most recent checkpoints kept on disk.")
-    checkpoint_replay: bool = _field(True, "Save replay and demo buffers with checkpoints (exact resume).")
-    workdir: str | None = _field(None, "Run directory for checkpoints, logs, plot and policy (None: no files).")
-    resume: bool = _field(False, "Continue from the latest checkpoint in workdir.")
-    progress_bar: bool = _field(True, "Show a progress bar when stderr is a terminal.")
+    num_envs: int = field(1, "Vectorised training envs stepped together.")
+    total_env_steps: int = field(20_000, "Env transitions to collect (summed over all envs).")
+    learning_starts: int = field(1_000, "Transitions of uniform random actions before updates begin.")
+    steps_per_iteration: int = field(1_000, "Vectorised env steps inside one jitted collect-and-update call.")
+    replay_capacity: int = field(1_000_000, "Replay buffer capacity in transitions.")
+    demo_path: str | None = field(None, "A .npz of demo transitions; turns on 50/50 symmetric sampling (RLPD).")
+    demo_capacity: int = field(10_000, "Demo buffer capacity (room for later interventions too).")
+    eval_interval: int = field(2_000, "Transitions between evaluations.")
+    eval_episodes: int = field(10, "Episodes per evaluation, run as a batch of envs with the deterministic actor.")
+    target_eval_return: float | None = field(None, "Stop once an evaluation reaches this mean return.")
+    checkpoint_interval: int = field(10_000, "Transitions between checkpoints (also one at the end).")
+    checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
+    checkpoint_replay: bool = field(True, "Save replay and demo buffers with checkpoints (exact resume).")
+    workdir: str | None = field(None, "Run directory for checkpoints, logs, plot and policy (None: no files).")
+    resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
+    progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
     sac: SACConfig = dataclasses.field(default_factory=SACConfig)
 
     def __post_init__(self):
         if not isinstance(self.env, str) or not self.env:
             raise ValueError(f"TrainConfig.env must be a task name, got {self.env!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
-        _positive(
+        check_non_negative_int(self, "seed")
+        check_positive_int(
             self,
             "num_envs",
             "total_env_steps",
@@ -132,9 +113,7 @@ class TrainConfig:
             "checkpoint_interval",
             "checkpoints_to_keep",
         )
-        starts = self.learning_starts
-        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 0:
-            raise ValueError(f"TrainConfig.learning_starts must be >= 0, got {self.learning_starts!r}")
+        check_int(self, "learning_starts", minimum=0, expected=">= 0")
         if self.num_envs > self.replay_capacity:
             raise ValueError(
                 f"TrainConfig.replay_capacity ({self.replay_capacity}) must hold at least one step of all"

@@ -43,9 +43,10 @@ from robojax import logging as rlog
 from robojax.agents.sac import learner
 from robojax.agents.sac import train as device_loop
 from robojax.agents.sac.train import _crossed
-from robojax.agents.sac.config import SACConfig, _field, _positive
+from robojax.agents.sac.config import SACConfig
 from robojax.agents.sac.interventions import InterventionSource
 from robojax.agents.sac.networks import deterministic_action, make_networks, sample_tanh_gaussian
+from robojax.config_utils import check_int, check_non_negative_int, check_positive_int, field
 from robojax.data import normalizer, replay
 from robojax.data.demos import load_demos
 from robojax.data.replay import ReplayBuffer, Transition
@@ -69,38 +70,36 @@ class HostLoopError(RuntimeError):
 class HostTrainConfig:
     """The host actor/learner loop: env, budget, threading, evaluation, checkpoints, learner config."""
 
-    env: str = _field("InvertedPendulum-v5", "Gymnasium env id (Box spaces), or a name for a custom factory.")
-    seed: int = _field(0, "Seed of the learner, the env resets and the actor's sampling.")
-    total_env_steps: int = _field(30_000, "Env transitions to collect.")
-    learning_starts: int = _field(1_000, "Transitions of uniform random actions before updates begin.")
-    replay_capacity: int = _field(200_000, "Replay buffer capacity in transitions.")
-    demo_path: str | None = _field(None, "A .npz of demo transitions, preloaded into the demo buffer.")
-    demo_capacity: int = _field(10_000, "Demo buffer capacity (demos and interventions).")
-    publish_interval: int = _field(10, "Learner updates between publishing actor params to the actor thread.")
-    max_actor_lead: int = _field(100, "Env steps the actor may run ahead of the learner's updates.")
-    eval_interval: int = _field(2_000, "Transitions between evaluations.")
-    eval_episodes: int = _field(5, "Episodes per evaluation with the deterministic policy.")
-    eval_max_steps: int = _field(10_000, "Cut an evaluation episode after this many steps.")
-    target_eval_return: float | None = _field(None, "Stop once an evaluation reaches this mean return.")
-    checkpoint_interval: int = _field(10_000, "Transitions between checkpoints (also one at the end).")
-    checkpoints_to_keep: int = _field(2, "Most recent checkpoints kept on disk.")
-    checkpoint_replay: bool = _field(True, "Save replay and demo buffers with checkpoints.")
-    log_interval: int = _field(1_000, "Transitions between training-metric log lines.")
-    workdir: str | None = _field(None, "Run directory for checkpoints, logs, plot and policy (None: no files).")
-    resume: bool = _field(False, "Continue from the latest checkpoint in workdir.")
-    progress_bar: bool = _field(True, "Show a progress bar when stderr is a terminal.")
+    env: str = field("InvertedPendulum-v5", "Gymnasium env id (Box spaces), or a name for a custom factory.")
+    seed: int = field(0, "Seed of the learner, the env resets and the actor's sampling.")
+    total_env_steps: int = field(30_000, "Env transitions to collect.")
+    learning_starts: int = field(1_000, "Transitions of uniform random actions before updates begin.")
+    replay_capacity: int = field(200_000, "Replay buffer capacity in transitions.")
+    demo_path: str | None = field(None, "A .npz of demo transitions, preloaded into the demo buffer.")
+    demo_capacity: int = field(10_000, "Demo buffer capacity (demos and interventions).")
+    publish_interval: int = field(10, "Learner updates between publishing actor params to the actor thread.")
+    max_actor_lead: int = field(100, "Env steps the actor may run ahead of the learner's updates.")
+    eval_interval: int = field(2_000, "Transitions between evaluations.")
+    eval_episodes: int = field(5, "Episodes per evaluation with the deterministic policy.")
+    eval_max_steps: int = field(10_000, "Cut an evaluation episode after this many steps.")
+    target_eval_return: float | None = field(None, "Stop once an evaluation reaches this mean return.")
+    checkpoint_interval: int = field(10_000, "Transitions between checkpoints (also one at the end).")
+    checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
+    checkpoint_replay: bool = field(True, "Save replay and demo buffers with checkpoints.")
+    log_interval: int = field(1_000, "Transitions between training-metric log lines.")
+    workdir: str | None = field(None, "Run directory for checkpoints, logs, plot and policy (None: no files).")
+    resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
+    progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
     sac: SACConfig = dataclasses.field(default_factory=lambda: HOST_SAC_DEFAULTS)
 
     def __post_init__(self):
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"HostTrainConfig.seed must be a non-negative integer, got {self.seed!r}")
-        _positive(
+        check_non_negative_int(self, "seed")
+        check_positive_int(
             self, "total_env_steps", "replay_capacity", "demo_capacity", "publish_interval", "max_actor_lead",
             "eval_interval", "eval_episodes", "eval_max_steps", "checkpoint_interval", "checkpoints_to_keep",
             "log_interval",
         )
-        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
-            raise ValueError(f"HostTrainConfig.learning_starts must be >= 0, got {self.learning_starts!r}")
+        check_int(self, "learning_starts", minimum=0, expected=">= 0")
         if self.sac.batch_size % 2:
             raise ValueError(
                 f"SACConfig.batch_size ({self.sac.batch_size}) must be even: once the demo buffer holds"
