@@ -23,6 +23,7 @@ from absl import logging as absl_logging
 
 import robojax  # noqa: F401  (sets XLA CPU flags before JAX initialises)
 from robojax.agents.diffusion_policy.config import InferenceConfig
+from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run directory (or its policy/ directory) to evaluate.")
 _EPISODES = flags.DEFINE_integer("episodes", 100, "Evaluation episodes (0: latency only).")
@@ -32,35 +33,16 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation episodes.")
 _ENV = flags.DEFINE_string("env", "", "Env to evaluate in ('' = the dataset's env).")
 _EPISODE_LENGTH = flags.DEFINE_integer("episode_length", 0, "Control steps per episode (0: the task's own).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the results to this JSON file.")
-_COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache_dir",
-    os.environ.get("ROBOJAX_JAX_CACHE", os.path.expanduser("~/.cache/robojax/jax_cache")),
-    "Persistent JAX compilation cache ('' turns it off).",
-)
+_COMPILE_CACHE = define_compile_cache_flag()
 
 _INFERENCE_FIELDS = tuple(dataclasses.fields(InferenceConfig))
-
-
-def _define(field: dataclasses.Field) -> None:
-    kind, help_ = field.type, field.metadata.get("help", field.name)
-    if kind == "int":
-        flags.DEFINE_integer(field.name, field.default, help_)
-    elif kind == "float":
-        flags.DEFINE_float(field.name, field.default, help_)
-    elif kind == "str":
-        flags.DEFINE_string(field.name, field.default, help_)
-    else:
-        raise TypeError(f"no flag type for config field {field.name}: {kind}")
-
-
-for _f in _INFERENCE_FIELDS:
-    _define(_f)
+define_flags(_INFERENCE_FIELDS)
 
 FLAGS = flags.FLAGS
 
 
 def inference_from_flags() -> InferenceConfig:
-    return InferenceConfig(**{f.name: FLAGS[f.name].value for f in _INFERENCE_FIELDS})
+    return InferenceConfig(**values_from_flags(_INFERENCE_FIELDS, FLAGS))
 
 
 def run(checkpoint: str, inference: InferenceConfig, **kwargs) -> dict:

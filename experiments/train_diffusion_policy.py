@@ -25,62 +25,27 @@ from absl import logging as absl_logging
 import robojax  # noqa: F401  (sets XLA CPU flags before JAX initialises)
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from robojax.compile_cache import enable_compilation_cache
+from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
 
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not in ("policy", "inference"))
 _POLICY_FIELDS = tuple(dataclasses.fields(DiffusionPolicyConfig))
 _INFERENCE_FIELDS = tuple(dataclasses.fields(InferenceConfig))
 
-_COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache_dir",
-    os.environ.get("ROBOJAX_JAX_CACHE", os.path.expanduser("~/.cache/robojax/jax_cache")),
-    "Persistent JAX compilation cache ('' turns it off).",
-)
+_COMPILE_CACHE = define_compile_cache_flag()
 
-
-def define_flag(field: dataclasses.Field, default=None) -> None:
-    """An absl flag named and documented like the config field, with the config's default."""
-    kind, help_ = field.type, field.metadata.get("help", field.name)
-    default = field.default if default is None else default
-    if kind == "bool":
-        flags.DEFINE_boolean(field.name, default, help_)
-    elif kind == "int":
-        flags.DEFINE_integer(field.name, default, help_)
-    elif kind == "float":
-        flags.DEFINE_float(field.name, default, help_)
-    elif kind in ("str", "str | None"):
-        flags.DEFINE_string(field.name, default, help_)
-    elif kind == "tuple[int, ...]":
-        flags.DEFINE_list(field.name, [str(v) for v in default], help_)
-    else:
-        raise TypeError(f"no flag type for config field {field.name}: {kind}")
-
-
-def flag_value(field: dataclasses.Field):
-    value = flags.FLAGS[field.name].value
-    if field.type == "tuple[int, ...]":
-        try:
-            return tuple(int(v) for v in value)
-        except ValueError:
-            raise ValueError(f"--{field.name} needs comma-separated integers, got {','.join(value)!r}") from None
-    if field.type == "str | None" and value == "":
-        return None
-    return value
-
-
-for _f in _TRAIN_FIELDS + _POLICY_FIELDS + _INFERENCE_FIELDS:
-    define_flag(_f)
+define_flags(_TRAIN_FIELDS + _POLICY_FIELDS + _INFERENCE_FIELDS)
 
 FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> TrainConfig:
     """The validated config; a run directory is made up when none is given."""
-    values = {f.name: flag_value(f) for f in _TRAIN_FIELDS}
+    values = values_from_flags(_TRAIN_FIELDS, FLAGS)
     if values["workdir"] is None:
         name = os.path.basename(os.path.normpath(values["dataset"] or "dataset"))
         values["workdir"] = os.path.join("runs", f"dp_{name}_{time.strftime('%Y%m%d-%H%M%S')}")
-    policy = DiffusionPolicyConfig(**{f.name: flag_value(f) for f in _POLICY_FIELDS})
-    inference = InferenceConfig(**{f.name: flag_value(f) for f in _INFERENCE_FIELDS})
+    policy = DiffusionPolicyConfig(**values_from_flags(_POLICY_FIELDS, FLAGS))
+    inference = InferenceConfig(**values_from_flags(_INFERENCE_FIELDS, FLAGS))
     return TrainConfig(**values, policy=policy, inference=inference)
 
 

@@ -28,6 +28,7 @@ import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from robojax.agents.raptor.config import DistillConfig, EvalConfig, RaptorConfig, TeacherConfig, default_teacher_sac
 from robojax.agents.sac.config import SACConfig
 from robojax.compile_cache import enable_compilation_cache
+from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
 
 _GROUPS = (
     ("teacher_", TeacherConfig, ("sac",), TeacherConfig()),
@@ -40,56 +41,22 @@ _TOP = tuple(f for f in dataclasses.fields(RaptorConfig) if f.name in ("num_teac
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/raptor_<time>).")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 50, "Teacher iterations between checkpoints.")
 _PROGRESS = flags.DEFINE_boolean("progress_bar", True, "Progress bars when stderr is a terminal.")
-_COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache_dir",
-    os.environ.get("ROBOJAX_JAX_CACHE", os.path.expanduser("~/.cache/robojax/jax_cache")),
-    "Persistent JAX compilation cache ('' turns it off).",
-)
-
-
-def _define(name: str, field: dataclasses.Field, default) -> None:
-    kind, help_ = field.type, field.metadata.get("help", field.name)
-    if kind == "bool":
-        flags.DEFINE_boolean(name, default, help_)
-    elif kind == "int":
-        flags.DEFINE_integer(name, default, help_)
-    elif kind in ("float", "float | None"):
-        flags.DEFINE_float(name, default, help_)
-    elif kind in ("str", "str | None"):
-        flags.DEFINE_string(name, default, help_)
-    elif kind == "tuple[int, ...]":
-        flags.DEFINE_list(name, [str(v) for v in default], help_)
-    else:
-        raise TypeError(f"no flag type for config field {field.name}: {kind}")
+_COMPILE_CACHE = define_compile_cache_flag()
 
 
 def _fields(cls, skip):
     return tuple(f for f in dataclasses.fields(cls) if f.name not in skip)
 
 
-for _field in _TOP:
-    _define(_field.name, _field, _field.default)
+define_flags(_TOP)
 for _prefix, _cls, _skip, _defaults in _GROUPS:
-    for _field in _fields(_cls, _skip):
-        _define(_prefix + _field.name, _field, getattr(_defaults, _field.name))
+    define_flags(_fields(_cls, _skip), _defaults, _prefix)
 
 FLAGS = flags.FLAGS
 
 
-def _value(name: str, field: dataclasses.Field):
-    value = FLAGS[name].value
-    if field.type == "tuple[int, ...]":
-        try:
-            return tuple(int(v) for v in value)
-        except ValueError:
-            raise ValueError(f"--{name} needs comma-separated integers, got {','.join(value)!r}") from None
-    if field.type in ("str | None", "float | None") and value in ("", None):
-        return None
-    return value
-
-
 def _group(prefix: str, cls, skip) -> dict:
-    return {f.name: _value(prefix + f.name, f) for f in _fields(cls, skip)}
+    return values_from_flags(_fields(cls, skip), FLAGS, prefix)
 
 
 def config_from_flags() -> RaptorConfig:
@@ -98,7 +65,7 @@ def config_from_flags() -> RaptorConfig:
     teacher = TeacherConfig(**_group("teacher_", TeacherConfig, ("sac",)), sac=sac)
     distill = DistillConfig(**_group("distill_", DistillConfig, ("recurrent",)))
     evaluation = EvalConfig(**_group("eval_", EvalConfig, ()))
-    top = {f.name: _value(f.name, f) for f in _TOP}
+    top = values_from_flags(_TOP, FLAGS)
     return RaptorConfig(**top, teacher=teacher, distill=distill, eval=evaluation)
 
 

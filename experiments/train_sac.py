@@ -31,6 +31,7 @@ from absl import logging as absl_logging
 from robojax.agents.sac.config import SACConfig, TrainConfig
 from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
 from robojax.compile_cache import enable_compilation_cache
+from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
 
 _SAC_FIELDS = tuple(f for f in dataclasses.fields(SACConfig))
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name != "sac")
@@ -46,50 +47,13 @@ _INTERVENTION = flags.DEFINE_enum(
     " (stdin must be a terminal); spacemouse: needs the optional `pyspacemouse` package.",
 )
 
-_COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache_dir",
-    os.environ.get("ROBOJAX_JAX_CACHE", os.path.expanduser("~/.cache/robojax/jax_cache")),
-    "Persistent JAX compilation cache ('' turns it off).",
-)
+_COMPILE_CACHE = define_compile_cache_flag()
 
-
-def _define(field: dataclasses.Field, default) -> None:
-    """An absl flag named and documented like the config field, with the config's default."""
-    kind, help_ = field.type, field.metadata.get("help", field.name)
-    if kind == "bool":
-        flags.DEFINE_boolean(field.name, default, help_)
-    elif kind == "int":
-        flags.DEFINE_integer(field.name, default, help_)
-    elif kind in ("float", "float | None"):
-        flags.DEFINE_float(field.name, default, help_)
-    elif kind in ("str", "str | None"):
-        flags.DEFINE_string(field.name, default, help_)
-    elif kind == "tuple[int, ...]":
-        flags.DEFINE_list(field.name, [str(v) for v in default], help_)
-    else:
-        raise TypeError(f"no flag type for config field {field.name}: {kind}")
-
-
-for _field in _TRAIN_FIELDS:
-    _define(_field, _field.default)
-for _field in _SAC_FIELDS:
-    _define(_field, _field.default)
-for _field in _HOST_ONLY_FIELDS:
-    _define(_field, _field.default)
+define_flags(_TRAIN_FIELDS)
+define_flags(_SAC_FIELDS)
+define_flags(_HOST_ONLY_FIELDS)
 
 FLAGS = flags.FLAGS
-
-
-def _value(field: dataclasses.Field):
-    value = FLAGS[field.name].value
-    if field.type == "tuple[int, ...]":
-        try:
-            return tuple(int(v) for v in value)
-        except ValueError:
-            raise ValueError(f"--{field.name} needs comma-separated integers, got {','.join(value)!r}") from None
-    if field.type == "str | None" and value == "":
-        return None
-    return value
 
 
 def _is_set(name: str) -> bool:
@@ -105,11 +69,11 @@ def host_config_from_flags() -> HostTrainConfig:
             f"--{', --'.join(wrong)} only apply to the on-device loop; {env!r} is a gymnasium id, which"
             " runs the host loop (one env, threaded actor and learner)"
         )
-    values = {f.name: _value(f) for f in _HOST_FIELDS if _is_set(f.name)}
+    values = values_from_flags(_HOST_FIELDS, FLAGS, only_set=True)
     values["env"] = env
     if values.get("workdir") is None:
         values["workdir"] = os.path.join("runs", f"sac_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}")
-    sac = dataclasses.replace(HOST_SAC_DEFAULTS, **{f.name: _value(f) for f in _SAC_FIELDS if _is_set(f.name)})
+    sac = dataclasses.replace(HOST_SAC_DEFAULTS, **values_from_flags(_SAC_FIELDS, FLAGS, only_set=True))
     return HostTrainConfig(**values, sac=sac)
 
 
@@ -126,11 +90,11 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
         return host_config_from_flags()
     if _INTERVENTION.value != "none":
         raise ValueError("--intervention needs the host loop: pass a gymnasium id as --env")
-    values = {f.name: _value(f) for f in _TRAIN_FIELDS}
+    values = values_from_flags(_TRAIN_FIELDS, FLAGS)
     envs.task_class(values["env"])  # unknown names raise with the valid list and close matches
     if values["workdir"] is None:
         values["workdir"] = os.path.join("runs", f"sac_{values['env']}_{time.strftime('%Y%m%d-%H%M%S')}")
-    sac = SACConfig(**{f.name: _value(f) for f in _SAC_FIELDS})
+    sac = SACConfig(**values_from_flags(_SAC_FIELDS, FLAGS))
     return TrainConfig(**values, sac=sac)
 
 
