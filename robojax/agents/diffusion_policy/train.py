@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import Any, Callable
@@ -27,6 +26,7 @@ from flax import struct
 import robojax
 from robojax import checkpoint as ckpt
 from robojax import logging as rlog
+from robojax import runs
 from robojax.agents.diffusion_policy import learner
 from robojax.agents.diffusion_policy.config import (
     DiffusionPolicyConfig,
@@ -225,40 +225,6 @@ def resume_fingerprint(metadata: dict) -> dict:
     }
 
 
-def _open_checkpointer(workdir: str, config: TrainConfig) -> ckpt.Checkpointer:
-    directory = os.path.join(workdir, "checkpoints")
-    missing = FileNotFoundError(
-        f"resume: no checkpoint in {directory}; check the workdir, or run without --resume to start a new run"
-    )
-    if config.resume and not os.path.isdir(directory):
-        raise missing
-    checkpointer = ckpt.Checkpointer(directory, keep=config.checkpoints_to_keep, create=not config.resume)
-    latest = checkpointer.latest_step()
-    problem = None
-    if config.resume and latest is None:
-        problem = missing
-    elif not config.resume and latest is not None:
-        problem = FileExistsError(
-            f"{directory} already holds checkpoints (latest step {latest}); pass --resume to continue that run,"
-            " or choose a new workdir"
-        )
-    if problem:
-        checkpointer.close()
-        raise problem
-    return checkpointer
-
-
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
-
-
-def _crossed(before: int, after: int, interval: int) -> bool:
-    return interval > 0 and after // interval > before // interval
-
-
 # --------------------------------------------------------------------------------------------- saved policies
 
 
@@ -325,7 +291,10 @@ def train(config: TrainConfig, env_factory: Callable[[str, int, int], Env] | Non
     start = time.perf_counter()
     dataset = load_dataset(config.dataset, config.max_episodes)  # bad datasets fail before any directory is made
     workdir = os.path.abspath(config.workdir) if config.workdir else None
-    checkpointer = _open_checkpointer(workdir, config) if workdir else None
+    checkpointer = (
+        runs.open_checkpointer(workdir, resume=config.resume, keep=config.checkpoints_to_keep, resume_flag="--resume")
+        if workdir else None
+    )
     try:
         return _train(config, dataset, env_factory or make_eval_env, workdir, checkpointer, start)
     finally:
@@ -347,7 +316,7 @@ def _train(config, dataset, make_env, workdir, checkpointer, start) -> TrainResu
         state, _ = checkpointer.restore(state, step=step)
         absl_logging.info("resumed at step %d from %s", int(state.learner.step), checkpointer.directory)
     if workdir:
-        _write_json(os.path.join(workdir, "config.json"), metadata)
+        runs.write_json(os.path.join(workdir, "config.json"), metadata)
 
     eval_name = dataset.env if config.eval_env == "" else config.eval_env
     evaluate = None
@@ -396,9 +365,9 @@ def _train(config, dataset, make_env, workdir, checkpointer, start) -> TrainResu
             record.update(steps=steps, updates_per_s=n / dt, wall_s=time.perf_counter() - start)
             done = steps >= policy_config.num_steps
             logger.write(steps, record)
-            if evaluate is not None and (_crossed(before, steps, config.eval_every) or done):
+            if evaluate is not None and (runs.crossed(before, steps, config.eval_every) or done):
                 last_eval = run_eval(state, steps)
-            if checkpointer and (_crossed(before, steps, config.checkpoint_every) or done):
+            if checkpointer and (runs.crossed(before, steps, config.checkpoint_every) or done):
                 checkpointer.save(steps, state, metadata=metadata)
         if evaluate is not None and (last_eval is None or last_eval["steps"] != steps):
             last_eval = run_eval(state, steps)

@@ -31,6 +31,7 @@ import numpy as np
 import robojax
 from robojax import checkpoint as ckpt
 from robojax import logging as rlog
+from robojax import runs
 from robojax.agents.raptor import distill, evaluate, teachers
 from robojax.agents.raptor.config import RaptorConfig, to_dict
 from robojax.agents.sac.train import LoopState
@@ -47,13 +48,6 @@ class RaptorResult:
     workdir: str
     teacher_env_steps_per_s: float | None  # across all teachers, compiled iterations only
     table: str
-
-
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _read_json(path: str) -> Any:
@@ -84,7 +78,7 @@ def _check_config(workdir: str, config: RaptorConfig) -> None:
     if os.path.exists(path):
         saved = _read_json(path)
         ckpt.check_compatible(_without_extendable(saved["config"]), _without_extendable(metadata["config"]), where=path)
-    _write_json(path, metadata)
+    runs.write_json(path, metadata)
 
 
 class _Stage:
@@ -101,7 +95,7 @@ class _Stage:
 
     def finish(self, summary: dict) -> None:
         os.makedirs(os.path.dirname(self.marker), exist_ok=True)
-        _write_json(self.marker, summary)
+        runs.write_json(self.marker, summary)
 
     def summary(self) -> dict:
         return _read_json(self.marker)
@@ -267,7 +261,7 @@ def evaluate_stage(config: RaptorConfig, stage: _Stage, oracle: Any, dynamics: d
     evaluate.plot_tracking(trajectories["track"], png, ec.plot_quadrotors,
                            policies=("student", "teacher", "feedforward"))
     summary = {"results": results, "plot": png}
-    _write_json(os.path.join(stage.workdir, "results.json"), summary)
+    runs.write_json(os.path.join(stage.workdir, "results.json"), summary)
     stage.finish(summary)
     return summary
 

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import queue
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +39,9 @@ from absl import logging as absl_logging
 
 from robojax import checkpoint as ckpt
 from robojax import logging as rlog
+from robojax import runs
 from robojax.agents.sac import learner
 from robojax.agents.sac import train as device_loop
-from robojax.agents.sac.train import _crossed
 from robojax.agents.sac.config import SACConfig
 from robojax.agents.sac.interventions import InterventionSource
 from robojax.agents.sac.networks import deterministic_action, make_networks, sample_tanh_gaussian
@@ -253,13 +252,6 @@ def resume_fingerprint(metadata: dict) -> dict:
     return device_loop.resume_fingerprint(metadata, RESUMABLE_CHANGES)
 
 
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
-
-
 # ---- the loop ------------------------------------------------------------------------------------
 class _Shared:
     """State shared between the threads; plain attributes are swapped atomically under the GIL."""
@@ -296,9 +288,7 @@ def train(
     workdir = os.path.abspath(config.workdir) if config.workdir else None
     checkpointer = None
     if workdir:
-        from robojax.agents.sac.train import _open_checkpointer
-
-        checkpointer = _open_checkpointer(workdir, config)
+        checkpointer = runs.open_checkpointer(workdir, resume=config.resume, keep=config.checkpoints_to_keep)
     env = eval_env = None
     try:
         env = make_env()
@@ -468,15 +458,15 @@ class _HostLoop:
     def after_insert(self, before: int) -> None:
         config, steps = self.config, self.env_steps
         self.progress.update(steps)
-        if _crossed(before, steps, config.log_interval):
+        if runs.crossed(before, steps, config.log_interval):
             self.log_training(steps)
         done = steps >= config.total_env_steps
-        if _crossed(before, steps, config.eval_interval) or done:
+        if runs.crossed(before, steps, config.eval_interval) or done:
             self.evaluate()
             if (config.target_eval_return is not None
                     and self.last_eval["eval/return"] >= config.target_eval_return):
                 self.shared.stop.set()
-        if self.checkpointer and _crossed(before, steps, config.checkpoint_interval) and not done:
+        if self.checkpointer and runs.crossed(before, steps, config.checkpoint_interval) and not done:
             self.save()  # the buffers hold every transition counted so far (the queue was just drained)
 
     def target_updates(self) -> int:
@@ -565,7 +555,7 @@ class _HostLoop:
         config, workdir = self.config, self.workdir
         resume_step = self.env_steps if config.resume else None
         if workdir:
-            _write_json(os.path.join(workdir, "config.json"), self.metadata)
+            runs.write_json(os.path.join(workdir, "config.json"), self.metadata)
         self.progress = rlog.ProgressBar(config.total_env_steps, initial=self.env_steps, enabled=config.progress_bar)
         sinks: list[rlog.MetricsSink] = [
             rlog.StdoutSink(keys=("eval/return", "eval/success"), print_fn=self.progress.write)

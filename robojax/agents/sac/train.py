@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +24,7 @@ from flax import struct
 import robojax
 from robojax import checkpoint as ckpt
 from robojax import logging as rlog
+from robojax import runs
 from robojax.agents.sac import learner
 from robojax.agents.sac.config import SACConfig, TrainConfig, to_dict
 from robojax.data import replay
@@ -250,41 +250,6 @@ def resume_fingerprint(metadata: dict, resumable: tuple[str, ...] = RESUMABLE_CH
     }
 
 
-def _crossed(before: int, after: int, interval: int) -> bool:
-    return after // interval > before // interval
-
-
-def _open_checkpointer(workdir: str, config: TrainConfig) -> "ckpt.Checkpointer":
-    """The run's checkpoint directory, refusing to resume from nothing or to overwrite a run."""
-    directory = os.path.join(workdir, "checkpoints")
-    missing = FileNotFoundError(
-        f"resume: no checkpoint in {directory}; check the workdir, or run without resume to start a new run"
-    )
-    if config.resume and not os.path.isdir(directory):
-        raise missing
-    checkpointer = ckpt.Checkpointer(directory, keep=config.checkpoints_to_keep, create=not config.resume)
-    latest = checkpointer.latest_step()
-    problem = None
-    if config.resume and latest is None:
-        problem = missing
-    elif not config.resume and latest is not None:
-        problem = FileExistsError(
-            f"{directory} already holds checkpoints (latest step {latest}); resume to continue that run,"
-            " or choose a new workdir"
-        )
-    if problem:
-        checkpointer.close()
-        raise problem
-    return checkpointer
-
-
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
-
-
 def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> TrainResult:
     """Run (or resume) SAC on a batched env and return the final evaluation and learning curve.
 
@@ -293,7 +258,9 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> TrainRe
     """
     start = time.perf_counter()
     workdir = os.path.abspath(config.workdir) if config.workdir else None
-    checkpointer = _open_checkpointer(workdir, config) if workdir else None  # cheap checks first
+    checkpointer = (  # cheap checks first
+        runs.open_checkpointer(workdir, resume=config.resume, keep=config.checkpoints_to_keep) if workdir else None
+    )
     try:
         return _train(config, env_factory or default_env_factory, workdir, checkpointer, start)
     finally:
@@ -318,7 +285,7 @@ def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
         loop_state = restore_loop_state(checkpointer, loop_state, metadata, checkpointer.latest_step())
         absl_logging.info("resumed at env step %d from %s", int(loop_state.env_steps), checkpointer.directory)
     if workdir:
-        _write_json(os.path.join(workdir, "config.json"), metadata)
+        runs.write_json(os.path.join(workdir, "config.json"), metadata)
 
     env_steps = int(loop_state.env_steps)
     resume_step = env_steps if config.resume else None
@@ -358,7 +325,7 @@ def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
                           wall_s=time.perf_counter() - start)
             logger.write(env_steps, record)
             done = env_steps >= config.total_env_steps
-            if _crossed(before, env_steps, config.eval_interval) or done:
+            if runs.crossed(before, env_steps, config.eval_interval) or done:
                 last_eval = run_eval(loop_state, env_steps)
             target_reached = (
                 config.target_eval_return is not None
@@ -366,7 +333,7 @@ def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
                 and last_eval["env_steps"] == env_steps
                 and last_eval["eval/return"] >= config.target_eval_return
             )
-            if checkpointer and (_crossed(before, env_steps, config.checkpoint_interval) or done or target_reached):
+            if checkpointer and (runs.crossed(before, env_steps, config.checkpoint_interval) or done or target_reached):
                 save_loop_state(checkpointer, loop_state, metadata, config.checkpoint_replay)
             if target_reached:
                 break
