@@ -2,16 +2,23 @@
 same names (`--seed`, `--env`, ...). Each CLI runs alone, so that is right for them, but pytest
 imports them all into one process. `load_experiment` drops every flag an `experiments.*` module
 registered, then (re)imports the wanted module, so its own flags, with its own defaults, are the
-ones registered while its tests run.
+ones registered while its tests run; `experiment_flag_fixtures` gives a test module the fixtures
+that keep it that way and let each test change flags freely.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from types import ModuleType
 
+import pytest
 from absl import flags
+from absl.testing import flagsaver
+
+# The repository root (where `python -m experiments.<name>` runs).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_experiment(name: str) -> ModuleType:
@@ -26,3 +33,24 @@ def load_experiment(name: str) -> ModuleType:
     if full_name in sys.modules:
         return importlib.reload(sys.modules[full_name])
     return importlib.import_module(full_name)
+
+
+def experiment_flag_fixtures(name: str) -> tuple:
+    """Autouse fixtures for a test module of `experiments.<name>`; assign both at module level.
+
+    The first (module scope) reloads the experiment so its flags are the registered ones while the
+    module's tests run; the second marks the flags parsed and restores every flag after each test.
+    """
+
+    @pytest.fixture(autouse=True, scope="module")
+    def _own_experiment_flags():
+        load_experiment(name)
+
+    @pytest.fixture(autouse=True)
+    def parsed_flags():
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        with flagsaver.flagsaver():
+            yield
+
+    return _own_experiment_flags, parsed_flags

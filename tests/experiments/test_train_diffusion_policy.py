@@ -10,26 +10,13 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from tests.experiments.conftest import load_experiment
+from tests.experiments.conftest import ROOT, experiment_flag_fixtures, load_experiment
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from tests.agents.diffusion_policy.datasets import write_random_dataset
 
 train_diffusion_policy = load_experiment("train_diffusion_policy")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _own_experiment_flags():
-    load_experiment("train_diffusion_policy")
-
-
-@pytest.fixture(autouse=True)
-def parsed_flags():
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-    with flagsaver.flagsaver():
-        yield
+_own_experiment_flags, parsed_flags = experiment_flag_fixtures("train_diffusion_policy")
 
 
 def test_every_config_field_is_a_flag_with_the_config_default():

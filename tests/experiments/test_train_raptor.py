@@ -4,10 +4,9 @@ import json
 import os
 
 import pytest
-from absl import flags
 from absl.testing import flagsaver
 
-from tests.experiments.conftest import load_experiment
+from tests.experiments.conftest import experiment_flag_fixtures, load_experiment
 
 train_raptor = load_experiment("train_raptor")
 
@@ -37,17 +36,7 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _own_experiment_flags():
-    load_experiment("train_raptor")
-
-
-@pytest.fixture(autouse=True)
-def parsed_flags():
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-    with flagsaver.flagsaver():
-        yield
+_own_experiment_flags, parsed_flags = experiment_flag_fixtures("train_raptor")
 
 
 def test_flags_build_the_default_config():

@@ -9,25 +9,12 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from tests.experiments.conftest import load_experiment
+from tests.experiments.conftest import ROOT, experiment_flag_fixtures, load_experiment
 from robojax.agents.sac.config import SACConfig, TrainConfig
 
 train_sac = load_experiment("train_sac")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _own_experiment_flags():
-    load_experiment("train_sac")
-
-
-@pytest.fixture(autouse=True)
-def parsed_flags():
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-    with flagsaver.flagsaver():
-        yield
+_own_experiment_flags, parsed_flags = experiment_flag_fixtures("train_sac")
 
 
 def test_every_config_field_is_a_flag_with_the_config_default():

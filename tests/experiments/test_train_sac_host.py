@@ -3,26 +3,15 @@
 import dataclasses
 
 import pytest
-from absl import flags
 from absl.testing import flagsaver
 
-from tests.experiments.conftest import load_experiment
+from tests.experiments.conftest import experiment_flag_fixtures, load_experiment
 from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
 
 train_sac = load_experiment("train_sac")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _own_experiment_flags():
-    load_experiment("train_sac")
-
-
-@pytest.fixture(autouse=True)
-def parsed_flags():
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-    with flagsaver.flagsaver():
-        yield
+_own_experiment_flags, parsed_flags = experiment_flag_fixtures("train_sac")
 
 
 def test_gym_id_builds_a_host_config_with_host_defaults():
