@@ -41,9 +41,16 @@ _RTI_START = flags.DEFINE_integer("rti_start_step", 3, "RTI K'.")
 _ACTION_STEPS = flags.DEFINE_integer(
     "action_steps", 0, "Actions executed per plan for every mode (0: the policy's Ta; RTI-DP replans every action: 1).")
 _RTI_STEPS = flags.DEFINE_integer("rti_steps", 3, "RTI denoiser calls per warm chunk.")
+_CHUNKED_TA = flags.DEFINE_integer(
+    "chunked_action_steps", 0, "Also evaluate --chunked_modes (and the MSE baseline) executing this many actions per"
+    " plan (Chi et al.'s receding horizon: 8); 0 skips it.")
+_CHUNKED_MODES = flags.DEFINE_list("chunked_modes", ["ddpm"], "Modes evaluated at --chunked_action_steps.")
 _MSE = flags.DEFINE_boolean("mse_baseline", True, "Train and evaluate the MSE baseline on arm_pick_place.")
 _RUNS = flags.DEFINE_string("runs_dir", "runs/bench_dp", "Where training runs go.")
 _RETRAIN = flags.DEFINE_boolean("retrain", False, "Retrain even when a run directory holds a policy.")
+_APPEND = flags.DEFINE_boolean(
+    "append", False, "Merge into the existing results JSON: rows of the same task/seed/objective/mode are updated"
+    " field by field (so one pass can measure success under load and a later one latency on an idle machine).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/diffusion_policy", "Results path without extension.")
 
 
@@ -57,7 +64,21 @@ def inference_configs():
         "rti": InferenceConfig(inference="rti", ddim_steps=10, rti_first="ddim",
                                rti_start_step=_RTI_START.value, rti_steps=_RTI_STEPS.value, **ta),
     }
-    return {m: table[m] for m in _MODES.value}
+    configs = {m: table[m] for m in _MODES.value}
+    if _CHUNKED_TA.value:
+        chunked = {"ddpm": InferenceConfig(inference="ddpm", action_steps=_CHUNKED_TA.value),
+                   "ddim": InferenceConfig(inference="ddim", ddim_steps=10, action_steps=_CHUNKED_TA.value)}
+        configs.update({f"{m} (Ta={_CHUNKED_TA.value})": chunked[m] for m in _CHUNKED_MODES.value})
+    return configs
+
+
+def mse_configs():
+    from robojax.agents.diffusion_policy.config import InferenceConfig
+
+    configs = {"direct": InferenceConfig(action_steps=_ACTION_STEPS.value)}
+    if _CHUNKED_TA.value:
+        configs[f"direct (Ta={_CHUNKED_TA.value})"] = InferenceConfig(action_steps=_CHUNKED_TA.value)
+    return configs
 
 
 def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, float]:
@@ -66,7 +87,7 @@ def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, 
 
     workdir = os.path.join(_RUNS.value, f"{task}_{objective}_s{seed}")
     if os.path.isfile(os.path.join(workdir, "policy", "policy.json")) and not _RETRAIN.value:
-        return workdir, float("nan")
+        return workdir, _recorded_train_seconds(workdir)
     if os.path.isdir(workdir):
         import shutil
 
@@ -83,10 +104,33 @@ def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, 
     return workdir, time.perf_counter() - start
 
 
+def _recorded_train_seconds(workdir: str) -> float:
+    """Training wall-clock of an existing run, from the last line of its metrics.jsonl (NaN if absent)."""
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            last = [line for line in f if line.strip()][-1]
+        return float(json.loads(last)["wall_s"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return float("nan")
+
+
+_LATENCY_KEYS = ("nfe_per_chunk", "nfe_per_action", "per_action_ms_mean", "per_action_ms_p50", "per_action_ms_p99",
+                 "per_chunk_ms_p50")
+
+
+def _merge(old_rows, new_rows):
+    """Update old rows with the measured (non-NaN) fields of new rows of the same task/seed/objective/mode."""
+    key = lambda r: (r["task"], r["seed"], r["objective"], r["mode"])
+    merged = {key(r): dict(r) for r in old_rows}
+    for r in new_rows:
+        target = merged.setdefault(key(r), {})
+        target.update({k: v for k, v in r.items() if not (isinstance(v, float) and v != v) or k not in target})
+    return list(merged.values())
+
+
 def main(argv):
     del argv
     from benchmarks.machine import machine_info
-    from robojax.agents.diffusion_policy.config import InferenceConfig
     from robojax.agents.diffusion_policy.train import evaluate_saved_policy
 
     tasks = [(t, d) for t, d in (("arm_push_cube", _PUSH.value), ("arm_pick_place", _PICK.value)) if d]
@@ -96,17 +140,24 @@ def main(argv):
         for seed in (int(s) for s in _SEEDS.value):
             for objective in objectives:
                 workdir, train_s = train_one(dataset, task, seed, objective)
-                modes = inference_configs() if objective == "diffusion" else {"direct": InferenceConfig(action_steps=_ACTION_STEPS.value)}
+                modes = inference_configs() if objective == "diffusion" else mse_configs()
                 for mode, inference in modes.items():
                     out = evaluate_saved_policy(workdir, inference, episodes=_EVAL_EPISODES.value,
                                                 num_envs=_NUM_ENVS.value, latency_actions=_LATENCY_ACTIONS.value,
                                                 seed=1000 + seed)
+                    nan = float("nan")
                     row = {"task": task, "seed": seed, "objective": objective, "mode": mode, "train_s": train_s,
-                           "success": out["success"], "success_any_step": out["success_any_step"],
-                           **{k: v for k, v in out["latency"].items()}}
+                           "success": out.get("success", nan), "success_any_step": out.get("success_any_step", nan),
+                           **{k: nan for k in _LATENCY_KEYS}, **out.get("latency", {})}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    write_results(rows, machine_info())
+    commands = ["python -m benchmarks.diffusion_policy " + " ".join(sys.argv[1:])]
+    if _APPEND.value and os.path.isfile(_OUT.value + ".json"):
+        with open(_OUT.value + ".json") as f:
+            previous = json.load(f)
+        rows = _merge(previous["rows"], rows)
+        commands = previous.get("commands", [previous.get("command")]) + commands
+    write_results(rows, machine_info(), commands)
 
 
 def _mean(xs):
@@ -114,8 +165,7 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def write_results(rows, machine):
-    command = "python -m benchmarks.diffusion_policy " + " ".join(sys.argv[1:])
+def write_results(rows, machine, commands):
     summary = []
     keys = sorted({(r["task"], r["objective"], r["mode"]) for r in rows})
     for task, objective, mode in keys:
@@ -127,27 +177,30 @@ def write_results(rows, machine):
             "per_action_ms_p50": _mean([r["per_action_ms_p50"] for r in sel]),
             "per_action_ms_p99": _mean([r["per_action_ms_p99"] for r in sel]),
             "per_chunk_ms_p50": _mean([r["per_chunk_ms_p50"] for r in sel]),
-            "nfe_per_chunk": sel[0]["nfe_per_chunk"], "nfe_per_action": sel[0]["nfe_per_action"],
+            "nfe_per_chunk": sel[0].get("nfe_per_chunk"), "nfe_per_action": sel[0].get("nfe_per_action"),
+            "train_s_mean": _mean([r.get("train_s", float("nan")) for r in sel]),
         })
-    result = {"command": command, "machine": machine, "rows": rows, "summary": summary,
+    result = {"commands": commands, "machine": machine, "rows": rows, "summary": summary,
               "settings": {"num_steps": _NUM_STEPS.value, "batch_size": _BATCH.value, "denoiser": _DENOISER.value,
                            "down_dims": _DOWN_DIMS.value, "mlp_hidden_dims": _MLP_DIMS.value, "learning_rate": _LR.value,
                            "eval_episodes": _EVAL_EPISODES.value, "rti_start_step": _RTI_START.value,
-                           "rti_steps": _RTI_STEPS.value, "action_steps": _ACTION_STEPS.value or "Ta"}}
+                           "rti_steps": _RTI_STEPS.value, "action_steps": _ACTION_STEPS.value or "Ta",
+                           "chunked_action_steps": _CHUNKED_TA.value}}
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".json.tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(_OUT.value + ".json.tmp", _OUT.value + ".json")
     lines = [
         "# Diffusion Policy: success from demos, and RTI warm-start latency", "",
-        f"Command: `{command}`", "",
+        "Commands (later passes update the rows of earlier ones field by field):", "",
+        *[f"    {c}" for c in commands], "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, backend {machine['backend']}; jax {machine['jax']}.",
         f"Training: {_DENOISER.value} (U-Net down_dims {','.join(_DOWN_DIMS.value)} / MLP widths"
         f" {','.join(_MLP_DIMS.value)}), {_NUM_STEPS.value} steps, batch"
         f" {_BATCH.value}, lr {_LR.value}. Success: task flag at episode end, {_EVAL_EPISODES.value} episodes per"
         f" seed. Latency: jitted single-env policy step at batch 1, per executed action (replanning every"
-        f" {_ACTION_STEPS.value or 'Ta=8'} actions, the same for every mode)"
-        " and per replanning call.", "",
+        f" {_ACTION_STEPS.value or 'Ta=8'} actions, the same for ddpm, ddim and rti; rows marked (Ta=N) execute N"
+        " actions per plan) and per replanning call. Every mode of a seed runs the same evaluation episodes.", "",
         "| task | objective | inference | seeds | success (mean) | per seed | NFE/chunk | NFE/action |"
         " ms/action mean | p50 | p99 | ms/chunk call p50 |",
         "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -169,6 +222,13 @@ def write_results(rows, machine):
                 f" DDPM-100 (target <= 0.05) and {rti['per_action_ms_mean'] / ddim['per_action_ms_mean']:.3f} of DDIM-10"
                 f" (target <= 0.5); success RTI {100 * rti['success_mean']:.1f}% vs DDPM {100 * ddpm['success_mean']:.1f}%"
                 " (target: within 5 points)."
+            )
+        chunked = by.get((task, f"ddpm (Ta={_CHUNKED_TA.value})"))
+        if chunked and (task, "rti") in by:
+            lines.append(
+                f"- {task}: Diffusion Policy as Chi et al. run it (DDPM-100, Ta={_CHUNKED_TA.value}):"
+                f" {100 * chunked['success_mean']:.1f}%; RTI (Ta={_ACTION_STEPS.value or 'Ta'})"
+                f" {100 * by[(task, 'rti')]['success_mean']:.1f}%."
             )
     with open(_OUT.value + ".md.tmp", "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -57,16 +57,31 @@ def run_count(n: int, root: str) -> dict:
     cmd = [sys.executable, "-m", "experiments.train_raptor", f"--num_teachers={n}", f"--workdir={workdir}",
            "--progress_bar=false", "--compile_cache_dir=", *_EXTRA.value]
     load_before = _loadavg()
+    cpu0 = _children_cpu_s()
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.time() - t0
+    cpu = _children_cpu_s() - cpu0
     if proc.returncode != 0:
         return {"num_teachers": n, "failed": True, "stderr_tail": proc.stderr[-3000:], "wall_s": wall,
                 "workdir": workdir, "command": " ".join(["python", *cmd[1:]]), "load_before": load_before,
                 "load_after": _loadavg()}
     record = parse_run(n, workdir, wall, load_before, _loadavg(), " ".join(["python", *cmd[1:]]))
     record["stdout_tail"] = proc.stdout[-2500:]
+    record["cpu_s"] = cpu
     return record
+
+
+def _cpu_min(record: dict) -> str:
+    return f"{record['cpu_s'] / 60:.1f}" if "cpu_s" in record else "not recorded"
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of finished child processes: less sensitive to a shared machine than wall-clock."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse_run(n: int, workdir: str, wall: float, load_before: float, load_after: float, command: str) -> dict:
@@ -155,20 +170,20 @@ def render(data: dict) -> str:
              ""]
     runs = data["runs"]
     lines += ["## Wall-clock and held-out quality", "",
-              "| training teachers | total min | teachers min (incl. oracles) | student min | ablation min | load before/after |"
+              "| training teachers | total min | CPU min (user+sys) | teachers min (incl. oracles) | student min | ablation min | load before/after |"
               " hover success: student / teacher / feedforward | track success: student / teacher / feedforward |"
               " hover error m: student / teacher / ff | track error m: student / teacher / ff |",
-              "|---:|---:|---:|---:|---:|---|---|---|---|---|"]
+              "|---:|---:|---:|---:|---:|---:|---|---|---|---|---|"]
     for r in runs:
         if r.get("failed"):
-            lines.append(f"| {r['num_teachers']} | failed after {r['wall_s'] / 60:.1f} min | | | | | | | | |")
+            lines.append(f"| {r['num_teachers']} | failed after {r['wall_s'] / 60:.1f} min | | | | | | | | | |")
             continue
         res = r["results"]
         s = lambda task, k: " / ".join(f"{100 * res[task][p]['success']:.0f}%" if k == "success"
                                        else f"{res[task][p]['position_error']:.3f}"
                                        for p in ("student", "teacher", "feedforward"))
         lines.append(
-            f"| {r['num_teachers']} | {r['wall_s'] / 60:.1f} | {r['teachers']['seconds'] / 60:.1f} |"
+            f"| {r['num_teachers']} | {r['wall_s'] / 60:.1f} | {_cpu_min(r)} | {r['teachers']['seconds'] / 60:.1f} |"
             f" {r['student_seconds'] / 60:.1f} | {r['feedforward_seconds'] / 60:.1f} |"
             f" {r['load_before']:.1f} / {r['load_after']:.1f} | {s('hover', 'success')} | {s('track', 'success')} |"
             f" {s('hover', 'error')} | {s('track', 'error')} |")

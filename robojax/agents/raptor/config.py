@@ -79,6 +79,9 @@ class DistillConfig:
     learning_rate: float = field(3e-3, "Adam learning rate (paper: 1e-4 over 1000 epochs).")
     grad_clip: float = field(1.0, "Global gradient-norm clip.")
     recurrent: bool = field(True, "GRU student (False: the non-recurrent ablation of the same size).")
+    position_correction: bool = field(
+        False, "Shift the student's position input during distillation by each teacher's measured steady-state"
+        " hover offset (RLtools' STEADY_STATE_POSITION_CORRECTION), so teachers' biases are not imitated.")
 
     def __post_init__(self):
         check_positive_int(self, "epochs", "episodes_per_quadrotor", "episode_length", "batch_size", "updates_per_epoch")

@@ -8,6 +8,13 @@ Per epoch (research note 3.6, paper Fig. 8):
      from the teacher's privileged observation.
   3. Shuffle the episodes and take gradient steps of MSE(student(o_1..t), a*_t) with
      backpropagation through time over whole episodes (a `lax.scan` through the GRU).
+Steady-state position correction (RLtools' STEADY_STATE_POSITION_CORRECTION, optional): each
+teacher settles at its own small position offset instead of exactly at the target. Left alone, the
+student must imitate a different bias on every quadrotor, which it cannot tell apart. With the
+correction, the student's position input during distillation is p - p_ref - offset_i, where
+offset_i is teacher i's measured steady-state hover offset, so "where teacher i settles" reads as
+zero, and the student learns to settle at the target itself. The labels are unchanged, and at
+deployment the student sees the raw position.
 Collection is vmapped over quadrotors and episodes; collection and all updates of an epoch are
 one jitted call.
 """
@@ -64,15 +71,21 @@ def rollout(
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
+    position_offset: jax.Array | None = None,
 ) -> Episodes:
     """One episode on one quadrotor, unbatched; `env` is an unwrapped-enough quadrotor task with
-    `reset_with_parameters`. The teacher labels every state; `teacher_acts` picks who flies."""
+    `reset_with_parameters`. The teacher labels every state; `teacher_acts` picks who flies.
+    `position_offset` (3,) is subtracted from the student's position input (and from the stored
+    observations it is trained on); the teacher's input and the recorded positions are untouched."""
     state = env.unwrapped.reset_with_parameters(key, dynamics)
     carry = student.initial_carry((), student_params)
+    shift = jnp.zeros(state.obs.shape, state.obs.dtype)
+    if position_offset is not None:
+        shift = shift.at[:3].set(jnp.asarray(position_offset, state.obs.dtype))
 
     def body(c, _):
         state, carry, alive = c
-        obs = state.obs
+        obs = state.obs - shift
         label = sac_learner.act_deterministic(teacher, state.info[TEACHER_OBS_KEY])
         student_action, carry = student.step(student_params, carry, obs)
         action = jnp.where(teacher_acts, label, student_action)
@@ -100,16 +113,38 @@ def collect(
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
+    position_offsets: jax.Array | None = None,
 ) -> Episodes:
-    """Episodes on every quadrotor: leading axes (quadrotor, episode, time)."""
+    """Episodes on every quadrotor: leading axes (quadrotor, episode, time).
+
+    position_offsets: (quadrotor, 3) student position-input corrections (None: none)."""
     num = jax.tree.leaves(dynamics)[0].shape[0]
     keys = jax.random.split(key, (num, episodes_per_quadrotor))
+    if position_offsets is None:
+        position_offsets = jnp.zeros((num, 3), jnp.float32)
 
-    def per_quadrotor(teacher, dyn, quad_keys):
-        one = lambda k: rollout(env, length, student, student_params, teacher, dyn, k, teacher_acts)
+    def per_quadrotor(teacher, dyn, quad_keys, offset):
+        one = lambda k: rollout(env, length, student, student_params, teacher, dyn, k, teacher_acts, offset)
         return jax.vmap(one)(quad_keys)
 
-    return jax.vmap(per_quadrotor)(teachers, dynamics, keys)
+    return jax.vmap(per_quadrotor)(teachers, dynamics, keys, position_offsets)
+
+
+def steady_state_offsets(
+    env: Env, teachers: sac_learner.TrainState, dynamics: dict, key: jax.Array, *, length: int = 500,
+    episodes_per_quadrotor: int = 4, tail: int = 200,
+) -> jax.Array:
+    """Each teacher's steady-state position offset (quadrotor, 3): the mean of p - p_ref over the last
+    `tail` steps of its own hover episodes that did not crash (zero where all of them crashed)."""
+    if not 0 < tail <= length:
+        raise ValueError(f"need 0 < tail <= length, got tail={tail}, length={length}")
+    student = student_fns(True)
+    params = student.init(jax.random.PRNGKey(0))  # not used: the teachers fly
+    episodes = collect(env, length, episodes_per_quadrotor, student, params, teachers, dynamics, key, True)
+    p_rel = (episodes.position - episodes.reference)[..., -tail:, :]  # (quadrotor, episode, tail, 3)
+    ok = (~episodes.crashed).astype(jnp.float32)[..., None]  # (quadrotor, episode, 1)
+    total = jnp.sum(jnp.mean(p_rel, axis=-2) * ok, axis=1)
+    return total / jnp.maximum(jnp.sum(ok, axis=1), 1.0)
 
 
 def sequence_actions(student: StudentFns, params: Any, obs: jax.Array) -> jax.Array:
@@ -191,14 +226,14 @@ def make_epoch(envs: tuple[Env, ...], config: DistillConfig) -> Callable:
     student = student_fns(config.recurrent)
 
     @jax.jit
-    def epoch(state: DistillState, teachers, dynamics) -> tuple[DistillState, dict]:
+    def epoch(state: DistillState, teachers, dynamics, position_offsets=None) -> tuple[DistillState, dict]:
         rng, collect_key = jax.random.split(state.rng)
         teacher_acts = state.epoch < config.warmup_epochs
         parts = []
         for i, env in enumerate(envs):
             episodes = collect(
                 env, config.episode_length, config.episodes_per_quadrotor, student, state.params,
-                teachers, dynamics, jax.random.fold_in(collect_key, i), teacher_acts,
+                teachers, dynamics, jax.random.fold_in(collect_key, i), teacher_acts, position_offsets,
             )
             parts.append(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), episodes))
         flat = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
@@ -217,15 +252,17 @@ def distill_multi(
     teachers: sac_learner.TrainState,
     dynamics: dict,
     callback: Callable[[DistillState, dict], None] | None = None,
+    position_offsets: jax.Array | None = None,
 ) -> DistillState:
     """Run the remaining epochs (resumes from `state.epoch`) collecting on every env of `envs`.
 
     teachers / dynamics: the training quadrotors' teacher learner states and parameters (leading
     axis = quadrotor). `callback(state, metrics)` runs on the host after each epoch.
+    position_offsets: (quadrotor, 3) steady-state corrections of the student's position input.
     """
     epoch = make_epoch(tuple(envs), config)
     while int(state.epoch) < config.epochs:
-        state, metrics = epoch(state, teachers, dynamics)
+        state, metrics = epoch(state, teachers, dynamics, position_offsets)
         if callback is not None:
             callback(state, {k: float(v) for k, v in jax.device_get(metrics).items()})
     return state

@@ -233,8 +233,16 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
             bar.set_eval_return(metrics["rollout/success"])
             checkpointer.save(epoch, s, metadata=metadata)
 
+        offsets = None
+        if dc.position_correction:
+            offsets = distill.steady_state_offsets(
+                teachers.make_task_env("hover", dc.episode_length), teacher_states, dynamics,
+                jax.random.fold_in(jax.random.PRNGKey(config.seed), 4), length=dc.episode_length)
+            log(f"{stage.name}: teachers' steady-state offsets, mean |x|,|y|,|z| (m):"
+                f" {np.round(np.mean(np.abs(np.asarray(offsets)), axis=0), 3).tolist()}")
         try:
-            state = distill.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback)
+            state = distill.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback,
+                                          position_offsets=offsets)
             checkpointer.wait_until_finished()
         finally:
             bar.close()
