@@ -33,6 +33,11 @@ _RENDER_ONLY = flags.DEFINE_boolean("render_only", False, "Re-write the markdown
 _EXTRA = flags.DEFINE_list("extra_flags", [], "Extra flags passed to experiments.train_raptor (e.g. --seed=1).")
 _REPARSE = flags.DEFINE_boolean(
     "reparse", False, "Re-read failed runs of the saved JSON from their run directories (keeps their wall-clock).")
+_VARIANT = flags.DEFINE_string(
+    "record_variant", "", "Record the held-out results of a finished run directory (e.g. one re-distilled with other"
+    " settings on the same teachers) under --variant_title, without running anything; shown in the markdown.")
+_VARIANT_TITLE = flags.DEFINE_string("variant_title", "", "Title of the --record_variant entry (replaces one of that title).")
+_VARIANT_COMMAND = flags.DEFINE_string("variant_command", "", "The command that produced the --record_variant run.")
 _FLOPS = flags.DEFINE_boolean("flops", True, "Count FLOPs of one teacher iteration for the GPU projection.")
 
 TARGET_MINUTES = 30.0
@@ -209,6 +214,10 @@ def render(data: dict) -> str:
                 m = res[task][policy]
                 lines.append(f"| {task} | {policy} | {100 * m['success']:.0f}% | {m['position_error']:.3f} |")
         lines.append("")
+    for variant in data.get("variants", []):
+        from robojax.agents.raptor.evaluate import results_table
+
+        lines += [f"### {variant['title']}", "", f"`{variant['command']}`", "", results_table(variant["results"]), ""]
     lines += ["## Targets", ""]
     for r in runs:
         if r.get("failed") or r["num_teachers"] != 32:
@@ -262,7 +271,20 @@ def render(data: dict) -> str:
 def main(argv):
     del argv
     json_path, md_path = _OUT.value + ".json", _OUT.value + ".md"
-    if _RENDER_ONLY.value or _REPARSE.value:
+    if _VARIANT.value:
+        if not _VARIANT_TITLE.value:
+            raise app.UsageError("--record_variant needs --variant_title")
+        with open(json_path) as f:
+            data = json.load(f)
+        with open(os.path.join(_VARIANT.value, "results.json")) as f:
+            results = json.load(f)["results"]
+        variants = [v for v in data.get("variants", []) if v["title"] != _VARIANT_TITLE.value]
+        data["variants"] = variants + [{"title": _VARIANT_TITLE.value, "workdir": _VARIANT.value,
+                                        "command": _VARIANT_COMMAND.value, "results": results}]
+        with open(json_path + ".tmp", "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(json_path + ".tmp", json_path)
+    elif _RENDER_ONLY.value or _REPARSE.value:
         with open(json_path) as f:
             data = json.load(f)
         if _REPARSE.value:
@@ -297,8 +319,9 @@ def main(argv):
             "flops": flops,
             "projection": projection(runs, flops),
         }
-        if "extended" in previous:
-            data["extended"] = previous["extended"]
+        for kept_key in ("extended", "variants"):
+            if kept_key in previous:
+                data[kept_key] = previous[kept_key]
         os.makedirs(os.path.dirname(json_path), exist_ok=True)
         with open(json_path + ".tmp", "w") as f:
             json.dump(data, f, indent=1)

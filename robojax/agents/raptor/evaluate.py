@@ -63,6 +63,35 @@ def summarize(episodes: Episodes) -> dict:
     return metrics
 
 
+def crash_causes(episodes: Episodes, arm_length: jax.Array, env: Env) -> dict:
+    """Which termination bound ended each crashed episode, read from the last observation before the crash.
+
+    Counts per bound (position: 20 arm lengths per axis; velocity; angular velocity), taking the bound
+    the last observation came closest to (as a fraction of it). arm_length: (quadrotor,).
+    """
+    task_env = env.unwrapped
+    obs = np.asarray(episodes.obs)  # (quadrotor, episode, time, 22)
+    valid, crashed = np.asarray(episodes.valid), np.asarray(episodes.crashed)
+    last = np.take_along_axis(obs, np.maximum(valid.sum(-1) - 1, 0)[..., None, None], axis=2)[:, :, 0]
+    arm = np.asarray(arm_length)[:, None]
+    ratios = np.stack([
+        np.abs(last[..., 0:3]).max(-1) / (task_env.position_threshold_arms * arm),
+        np.abs(last[..., 12:15]).max(-1) / task_env.velocity_threshold,
+        np.abs(last[..., 15:18]).max(-1) / task_env.angular_velocity_threshold,
+    ], axis=-1)
+    cause = ratios.argmax(-1)[crashed]
+    return {name: int(np.sum(cause == i)) for i, name in enumerate(("position", "velocity", "angular_velocity"))}
+
+
+def steady_state_error(episodes: Episodes, tail: int = 100) -> list[float]:
+    """Mean |p - p_ref| per axis over the last `tail` steps of the episodes that did not crash (m)."""
+    p_rel = np.asarray(episodes.position - episodes.reference)[..., -tail:, :]
+    ok = ~np.asarray(episodes.crashed)
+    if not ok.any():
+        return [float("nan")] * 3
+    return np.abs(p_rel[ok].mean(axis=-2)).mean(axis=0).round(4).tolist()
+
+
 def evaluate_task(
     env: Env,
     config: EvalConfig,
@@ -82,6 +111,8 @@ def evaluate_task(
         run = make_collect(env, config.episode_length, config.episodes_per_quadrotor, fns)
         episodes = run(params, oracle_teachers, dynamics, key, jnp.asarray(teacher_acts))
         results[name] = summarize(episodes)
+        results[name]["crash_causes"] = crash_causes(episodes, dynamics["arm_length"], env)
+        results[name]["steady_state_error_xyz"] = steady_state_error(episodes)
         trajectories[name] = jax.device_get(episodes)
     return results, trajectories
 
@@ -126,11 +157,16 @@ def plot_tracking(trajectories: dict, png_path: str, num_quadrotors: int, dt: fl
 
 
 def results_table(results: dict) -> str:
-    """A markdown table: task x policy -> success, position error, survived steps."""
-    lines = ["| task | policy | success | mean position error (m) | mean steps flown |", "|---|---|---:|---:|---:|"]
+    """A markdown table: task x policy -> success, position error, survived steps, crash causes."""
+    lines = ["| task | policy | success | mean position error (m) | mean steps flown | crashes by bound (pos/vel/ang vel)"
+             " | steady-state error x/y/z (m) |", "|---|---|---:|---:|---:|---|---|"]
     for task, by_policy in results.items():
         for policy, m in by_policy.items():
+            causes = m.get("crash_causes")
+            causes = "/".join(str(causes[k]) for k in ("position", "velocity", "angular_velocity")) if causes else ""
+            steady = "/".join(f"{v:.3f}" for v in m.get("steady_state_error_xyz", []))
             lines.append(
                 f"| {task} | {policy} | {100 * m['success']:.0f}% | {m['position_error']:.3f} | {m['episode_length']:.0f} |"
+                f" {causes} | {steady} |"
             )
     return "\n".join(lines)

@@ -63,3 +63,29 @@ def test_masked_steps_do_not_count():
     base = distill.imitation_loss(student, params, obs, label, valid)
     garbage = label.at[:, 6:].set(100.0)
     assert float(distill.imitation_loss(student, params, obs, garbage, valid)) == float(base)
+
+
+def test_crash_causes_name_the_bound_each_crash_came_closest_to():
+    from types import SimpleNamespace
+
+    from robojax.agents.raptor import evaluate
+
+    env = SimpleNamespace(unwrapped=SimpleNamespace(position_threshold_arms=20.0, velocity_threshold=2.0,
+                                                    angular_velocity_threshold=35.0))
+    obs = np.zeros((1, 4, 3, 22), np.float32)
+    valid = np.ones((1, 4, 3), bool)
+    valid[0, :3, 2] = False  # episodes 0-2 crash after step 1 (last valid observation: index 1)
+    obs[0, 0, 1, 0] = 1.9  # position 1.9 of 20 * 0.1 = 2.0 m: 95 %
+    obs[0, 1, 1, 13] = -1.99  # velocity: 99.5 %
+    obs[0, 2, 1, 17] = 34.0  # angular velocity: 97 %
+    obs[0, 2, 1, 12] = 1.0  # (and half the velocity bound)
+    obs[0, 3, 2, 12] = 5.0  # not crashed: not counted
+    crashed = np.array([[True, True, True, False]])
+    zeros = np.zeros((1, 4, 3, 3), np.float32)
+    episodes = distill.Episodes(jnp.asarray(obs), None, None, jnp.asarray(valid), jnp.asarray(crashed),
+                                jnp.asarray(zeros), jnp.asarray(zeros), None)
+    assert evaluate.crash_causes(episodes, jnp.array([0.1]), env) == {"position": 1, "velocity": 1, "angular_velocity": 1}
+    position = np.zeros((1, 4, 3, 3), np.float32)
+    position[0, 3, :, 2] = -0.25  # the one surviving episode sits 0.25 m low
+    episodes = episodes._replace(position=jnp.asarray(position))
+    np.testing.assert_allclose(evaluate.steady_state_error(episodes, tail=2), [0.0, 0.0, 0.25])
