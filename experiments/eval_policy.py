@@ -2,7 +2,7 @@
 
     python -m experiments.eval_policy --checkpoint=runs/dp_push --inference=ddpm --episodes=100
     python -m experiments.eval_policy --checkpoint=runs/dp_push --inference=ddim --ddim_steps=10
-    python -m experiments.eval_policy --checkpoint=runs/dp_push --inference=rti --action_steps=1 --rti_start_step=20 --rti_steps=3
+    python -m experiments.eval_policy --checkpoint=runs/dp_push --inference=rti --action_steps=1 --rti_start_step=20 --rti_steps=2
 
 --checkpoint is a run directory of experiments.train_diffusion_policy (or its policy/ directory).
 Success comes from `--episodes` closed-loop episodes in batched MJX envs (`--num_envs` at a time,

@@ -5,7 +5,7 @@
         --out=artifacts/sac_arm_reach_20k --platforms=cpu,cuda
 
     python -m experiments.export_policy --checkpoint=runs/dp_push --out=artifacts/dp_push_rti \
-        --inference=rti --action_steps=1 --rti_start_step=20 --rti_steps=3
+        --inference=rti --action_steps=1 --rti_start_step=20 --rti_steps=2
     python -m experiments.export_policy --checkpoint=runs/raptor --out=artifacts/raptor_student
 
 The learner is detected from the saved metadata's format string:
