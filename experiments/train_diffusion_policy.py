@@ -20,12 +20,10 @@ import time
 import typing
 
 from absl import app, flags
-from absl import logging as absl_logging
 
 import robojax  # noqa: F401  (sets XLA CPU flags before JAX initialises)
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
-from robojax.compile_cache import enable_compilation_cache
-from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
+from robojax.config_utils import define_compile_cache_flag, define_flags, start_experiment, values_from_flags
 
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not in ("policy", "inference"))
 _POLICY_FIELDS = tuple(dataclasses.fields(DiffusionPolicyConfig))
@@ -51,15 +49,7 @@ def config_from_flags() -> TrainConfig:
 
 
 def main(argv: typing.Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
-    try:
-        config = config_from_flags()
-    except (TypeError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
-    if not FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-    enable_compilation_cache(_COMPILE_CACHE.value)
+    config = start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     from robojax.agents.diffusion_policy.train import train
     from robojax.checkpoint import CheckpointMismatchError
     from robojax.data.episodes import DatasetError

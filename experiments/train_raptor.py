@@ -22,13 +22,11 @@ import time
 import typing
 
 from absl import app, flags
-from absl import logging as absl_logging
 
 import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from robojax.agents.raptor.config import DistillConfig, EvalConfig, RaptorConfig, TeacherConfig, default_teacher_sac
 from robojax.agents.sac.config import SACConfig
-from robojax.compile_cache import enable_compilation_cache
-from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
+from robojax.config_utils import define_compile_cache_flag, define_flags, start_experiment, values_from_flags
 
 _GROUPS = (
     ("teacher_", TeacherConfig, ("sac",), TeacherConfig()),
@@ -76,15 +74,7 @@ def main(argv: typing.Sequence[str]) -> None:
 
 def run_experiment(argv: typing.Sequence[str]):
     """`main`, returning the `RaptorResult` (absl's `app.run` would treat a return value as an error)."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
-    try:
-        config = config_from_flags()
-    except (TypeError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
-    if not FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-    enable_compilation_cache(_COMPILE_CACHE.value)
+    config = start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     workdir = _WORKDIR.value or os.path.join("runs", f"raptor_{time.strftime('%Y%m%d-%H%M%S')}")
     from robojax.agents.raptor.train import run
     from robojax.checkpoint import CheckpointMismatchError

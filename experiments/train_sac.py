@@ -26,12 +26,10 @@ import time
 import typing
 
 from absl import app, flags
-from absl import logging as absl_logging
 
 from robojax.agents.sac.config import SACConfig, TrainConfig
 from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
-from robojax.compile_cache import enable_compilation_cache
-from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
+from robojax.config_utils import define_compile_cache_flag, define_flags, start_experiment, values_from_flags
 
 _SAC_FIELDS = tuple(f for f in dataclasses.fields(SACConfig))
 _TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name != "sac")
@@ -100,15 +98,7 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
 
 
 def main(argv: typing.Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
-    try:
-        config = config_from_flags()
-    except (TypeError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
-    if not FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save step at INFO
-    enable_compilation_cache(_COMPILE_CACHE.value)
+    config = start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     if config.resume:
         print(f"resuming the run in {os.path.abspath(config.workdir)}", flush=True)
     from robojax.checkpoint import CheckpointMismatchError

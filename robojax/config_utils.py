@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from absl import flags
 
@@ -178,3 +178,24 @@ def define_compile_cache_flag(flag_values: flags.FlagValues = flags.FLAGS) -> fl
         "Persistent JAX compilation cache ('' turns it off).",
         flag_values=flag_values,
     )
+
+
+def start_experiment(argv: Sequence[str], build_config: Callable[[], Any], compile_cache_dir: str) -> Any:
+    """The common opening of an experiment's `main`: reject positional arguments, build the config
+    from the flags (a bad value becomes a usage error naming it), quiet Orbax's per-save INFO logs
+    unless --verbosity was given, and enable the persistent compilation cache. Returns the config."""
+    from absl import app
+    from absl import logging as absl_logging
+
+    from robojax.compile_cache import enable_compilation_cache
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
+    try:
+        config = build_config()
+    except (TypeError, ValueError) as e:
+        raise app.UsageError(str(e)) from None
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
+    enable_compilation_cache(compile_cache_dir)
+    return config
