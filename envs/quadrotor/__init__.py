@@ -10,8 +10,8 @@
     state = quadrotor.reset_with_parameters(my_stack, key, params)  # any stack you wrap yourself,
                                                              # e.g. AutoResetWrapper(keep_dynamics=True)
 
-`state.obs` (22) is the student's observation, `state.info["teacher_obs"]` (26) adds the motor
-speeds; `state.dynamics` holds the quadrotor; `state.info["position_error"]` is the distance to
+`state.obs` (22) is the student's observation, `state.info["teacher_obs"]` (29) adds the motor
+speeds and the episode's standardised disturbance draw; `state.dynamics` holds the quadrotor; `state.info["position_error"]` is the distance to
 the reference (m); `state.info["success"]` is False on a crash. Layout constants: `OBS_SIZE`,
 `TEACHER_OBS_SIZE`, `envs.quadrotor.env.OBS_POSITION` etc.
 """

@@ -3,8 +3,13 @@
 Observation (22, what the student sees), in this order:
     position error p - p_ref (3) | rotation matrix R(q), row-major (9) |
     velocity error v - v_ref (3) | body angular velocity (3) | previous action (4)
-`state.info["teacher_obs"]` (26, always present) is the same plus the true motor speeds mapped
-to [-1, 1] (2 m - 1): the privileged observation RAPTOR's SAC teachers get.
+`state.info["teacher_obs"]` (29, always present) is the same plus the true motor speeds mapped
+to [-1, 1] (2 m - 1) and the episode's standardised disturbance draw (3): the privileged state
+RAPTOR's SAC teachers observe (the paper lists f_ext among the teachers' observations, note 3.4).
+The external force is that draw times the quadrotor's disturbance std and weight; a teacher only
+ever flies its own quadrotor, whose std is fixed, so the draw tells it the whole force while
+keeping every observation independent of the parameters (see the reset contract below).
+Teachers without the force use the first 26 values.
 
 Action: 4 normalised motor commands in [-1, 1], clipped, mapped to motor set-points (a + 1) / 2.
 
@@ -28,7 +33,7 @@ from robojax.envs.core import ArraySpec, Env, EnvState
 from envs.quadrotor import dynamics as dyn
 
 OBS_SIZE = 22
-TEACHER_OBS_SIZE = 26
+TEACHER_OBS_SIZE = 29
 ACTION_SIZE = 4
 # Slices of the 22-value observation.
 OBS_POSITION = slice(0, 3)
@@ -37,6 +42,7 @@ OBS_VELOCITY = slice(12, 15)
 OBS_ANGULAR_VELOCITY = slice(15, 18)
 OBS_PREVIOUS_ACTION = slice(18, 22)
 OBS_MOTOR = slice(22, 26)  # teacher_obs only
+OBS_DISTURBANCE = slice(26, 29)  # teacher_obs only: standardised external-force draw
 # Finite stand-in for errors of a diverged (non-finite) simulation, which also terminates.
 DIVERGED_ERROR = 1e3
 
@@ -230,7 +236,8 @@ class QuadrotorEnv(Env):
         rotation = dyn.quat_to_rotation(physics["quaternion"]).reshape(9)
         obs = jnp.concatenate([p_rel, rotation, v_rel, physics["angular_velocity"],
                                physics["previous_action"]]).astype(jnp.float32)
-        teacher_obs = jnp.concatenate([obs, 2.0 * physics["motor"] - 1.0]).astype(jnp.float32)
+        teacher_obs = jnp.concatenate([obs, 2.0 * physics["motor"] - 1.0,
+                                       physics["force_noise"]]).astype(jnp.float32)
         return obs, teacher_obs, jnp.linalg.norm(p_rel)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:

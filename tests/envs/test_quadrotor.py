@@ -163,7 +163,10 @@ def test_reset_and_step_under_jit_and_vmap():
     np.testing.assert_allclose(np.einsum("...ij,...ik->...jk", rot, rot), np.broadcast_to(np.eye(3), rot.shape), atol=1e-5)
     live = ~np.asarray(done)
     np.testing.assert_allclose(final_obs[live][:, qenv.OBS_ANGULAR_VELOCITY], phys["angular_velocity"][live], atol=1e-6)
-    np.testing.assert_allclose(teacher[live][:, 22:], 2 * phys["motor"][live] - 1, atol=1e-6)
+    np.testing.assert_allclose(teacher[live][:, qenv.OBS_MOTOR], 2 * phys["motor"][live] - 1, atol=1e-6)
+    # ... and the episode's standardised disturbance draw, constant over an episode
+    np.testing.assert_allclose(teacher[live][:, qenv.OBS_DISTURBANCE], phys["force_noise"][live], atol=1e-6)
+    assert np.abs(teacher[..., qenv.OBS_DISTURBANCE]).max() <= 3.0
 
 
 def test_tracking_observation_is_relative_to_reference():
@@ -260,3 +263,19 @@ def test_deterministic_fresh_resets_time_limit_and_final_obs():
     assert len({tuple(np.round(o, 5)) for o in starts}) == len(starts), "each reset is fresh"
     # new quadrotors after autoreset (randomize=True, keep_dynamics off)
     assert not np.allclose(np.asarray(traj.dynamics["mass"][-1]), np.asarray(s0.dynamics["mass"]))
+
+
+def test_survivable_starts_tells_recoverable_from_hopeless_starts():
+    """At rest on the target every start is survivable; with a velocity bound far below the start
+    velocities (up to 1 m/s per axis) no action sequence avoids the crash."""
+    from envs.quadrotor.feasibility import survivable_starts
+
+    params = jax.vmap(Q.sample_parameters)(jax.random.split(jax.random.PRNGKey(0), 2))
+    keys = jax.random.split(jax.random.PRNGKey(1), (2, 2))
+    kwargs = dict(horizon=10, iterations=20, restarts=1)
+    at_rest = Q.QuadrotorHover(init_at_target_probability=1.0)
+    assert np.asarray(survivable_starts(at_rest, params, keys, **kwargs)).all()
+    hopeless = Q.QuadrotorHover(init_at_target_probability=0.0, velocity_threshold=0.01)
+    assert not np.asarray(survivable_starts(hopeless, params, keys, **kwargs)).any()
+    with pytest.raises(ValueError, match="quadrotors"):
+        survivable_starts(at_rest, params, keys[:1], **kwargs)

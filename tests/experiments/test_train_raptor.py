@@ -31,6 +31,7 @@ TINY = dict(
     eval_episodes_per_quadrotor=1,
     eval_episode_length=20,
     eval_plot_quadrotors=2,
+    eval_wide_quadrotors=3,
     progress_bar=False,
     checkpoint_every=2,
 )
@@ -66,6 +67,11 @@ def test_every_stage_runs_and_a_rerun_skips_finished_stages(tmp_path):
     assert set(results["track"]) == {"teacher", "student", "feedforward"}
     for metrics in results["hover"].values():
         assert 0.0 <= metrics["success"] <= 1.0 and metrics["position_error"] >= 0.0
+    # The students alone on the wider held-out set (no teachers there): 3 quadrotors x 1 episode.
+    wide = json.load(open(os.path.join(workdir, "results.json")))["wide"]
+    assert set(wide) == {"hover", "track"} and set(wide["hover"]) == {"student", "feedforward"}
+    assert wide["track"]["student"]["episodes"] == 3 and len(wide["track"]["student"]["success_per_quadrotor"]) == 3
+    assert result.wide == wide
     teacher_records = [json.loads(l) for l in open(os.path.join(workdir, "teachers.jsonl"))]
     assert teacher_records[-1]["env_steps_per_teacher"] >= 120
 
@@ -73,7 +79,7 @@ def test_every_stage_runs_and_a_rerun_skips_finished_stages(tmp_path):
     with flagsaver.flagsaver(workdir=workdir, **TINY):
         again = train_raptor.run_experiment(["train_raptor"])
     assert again.skipped == ["teachers", "student", "feedforward", "evaluate", "export"]
-    assert again.results == result.results
+    assert again.results == result.results and again.wide == result.wide
 
     # An unfinished stage resumes from its checkpoint; the finished ones before it are skipped.
     os.remove(os.path.join(workdir, "stages", "feedforward.json"))

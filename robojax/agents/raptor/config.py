@@ -49,15 +49,27 @@ class TeacherConfig:
     env_steps: int = field(100_000, "Env transitions per teacher (summed over its envs).")
     learning_starts: int = field(2_000, "Transitions of uniform random actions per teacher before updates.")
     steps_per_iteration: int = field(250, "Vectorised env steps per jitted call.")
-    privileged: bool = field(True, "Teachers observe the 26-value privileged observation (motor speeds).")
+    privileged: bool = field(True, "Teachers observe the privileged observation: the student's 22 values plus the"
+                             " true motor speeds (False: the student's 22 values only).")
+    observe_disturbance: bool = field(
+        True, "Privileged teachers also observe the episode's external-force draw (29 values; the paper's teachers"
+        " observe f_ext). Needs privileged.")
     episode_length: int = field(500, "Teacher episode length in control steps (paper: 500 at 100 Hz).")
     sac: SACConfig = dataclasses.field(default_factory=default_teacher_sac)
 
     def __post_init__(self):
         check_positive_int(self, "num_envs", "env_steps", "steps_per_iteration", "episode_length")
         check_non_negative_int(self, "learning_starts")
+        if self.observe_disturbance and not self.privileged:
+            raise ValueError("TeacherConfig.observe_disturbance needs privileged=True (the force comes after the"
+                             " motor speeds in the teacher observation); set observe_disturbance=False too")
         if not isinstance(self.sac, SACConfig):
             raise TypeError(f"TeacherConfig.sac must be a SACConfig, got {type(self.sac).__name__}")
+
+    @property
+    def observation_size(self) -> int:
+        """Values of `info["teacher_obs"]` the teachers see (a prefix: student 22, motors 4, force 3)."""
+        return 22 + 4 * self.privileged + 3 * self.observe_disturbance
 
     @property
     def iterations(self) -> int:
@@ -97,13 +109,17 @@ class DistillConfig:
 class EvalConfig:
     """Held-out evaluation: quadrotors from a separate key stream, never used in distillation."""
 
-    num_quadrotors: int = field(8, "Held-out quadrotors (each also gets its own oracle teacher).")
+    num_quadrotors: int = field(8, "Held-out quadrotors that also get their own oracle teacher (the three-way comparison).")
     episodes_per_quadrotor: int = field(4, "Evaluation episodes per held-out quadrotor and task.")
+    wide_quadrotors: int = field(
+        64, "More held-out quadrotors (a third key stream, no teachers) that the students fly zero-shot for the"
+        " headline figures, episodes_per_quadrotor each: 64 x 4 = 256 episodes per task (0: none).")
     episode_length: int = field(500, "Evaluation episode length in control steps.")
     plot_quadrotors: int = field(3, "Held-out quadrotors drawn in the tracking-trajectory plot.")
 
     def __post_init__(self):
         check_positive_int(self, "num_quadrotors", "episodes_per_quadrotor", "episode_length", "plot_quadrotors")
+        check_non_negative_int(self, "wide_quadrotors")
 
 
 @dataclasses.dataclass(frozen=True)

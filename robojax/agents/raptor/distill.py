@@ -32,6 +32,7 @@ from flax import struct
 from robojax.agents.raptor.config import DistillConfig
 from robojax.agents.raptor.student import StudentFunctions as StudentFns
 from robojax.agents.raptor.student import student_functions
+from robojax.agents.raptor.teachers import teacher_action
 from robojax.agents.sac import learner as sac_learner
 from robojax.envs.core import Env, tree_where
 
@@ -67,7 +68,7 @@ def rollout(
     length: int,
     student: StudentFns,
     student_params: Any,
-    teacher: sac_learner.TrainState,
+    teacher: sac_learner.TrainState | None,
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
@@ -75,6 +76,7 @@ def rollout(
 ) -> Episodes:
     """One episode on one quadrotor, unbatched; `env` is an unwrapped-enough quadrotor task with
     `reset_with_parameters`. The teacher labels every state; `teacher_acts` picks who flies.
+    With `teacher=None` the student flies and the labels are zeros.
     `position_offset` (3,) is subtracted from the student's position input (and from the stored
     observations it is trained on); the teacher's input and the recorded positions are untouched."""
     state = env.unwrapped.reset_with_parameters(key, dynamics)
@@ -86,7 +88,10 @@ def rollout(
     def body(c, _):
         state, carry, alive = c
         obs = state.obs - shift
-        label = sac_learner.act_deterministic(teacher, state.info[TEACHER_OBS_KEY])
+        if teacher is None:  # nobody to label (evaluation on quadrotors without teachers)
+            label = jnp.zeros(env.action_spec.shape, jnp.float32)
+        else:
+            label = teacher_action(teacher, state.info[TEACHER_OBS_KEY])
         student_action, carry = student.step(student_params, carry, obs)
         action = jnp.where(teacher_acts, label, student_action)
         nxt = env.unwrapped.step(state, action)
@@ -109,7 +114,7 @@ def collect(
     episodes_per_quadrotor: int,
     student: StudentFns,
     student_params: Any,
-    teachers: sac_learner.TrainState,
+    teachers: sac_learner.TrainState | None,
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
@@ -117,6 +122,8 @@ def collect(
 ) -> Episodes:
     """Episodes on every quadrotor: leading axes (quadrotor, episode, time).
 
+    teachers: one per quadrotor (leading axis), or None for quadrotors without teachers (the student
+    flies, `teacher_acts` must be False, and the labels are zeros).
     position_offsets: (quadrotor, 3) student position-input corrections (None: none)."""
     num = jax.tree.leaves(dynamics)[0].shape[0]
     keys = jax.random.split(key, (num, episodes_per_quadrotor))

@@ -27,8 +27,9 @@ from robojax.agents.raptor.config import EvalConfig
 from robojax.agents.raptor.distill import Episodes, StudentFns
 from robojax.envs.core import Env
 
-# Stream 0: training quadrotors; stream 1: held-out quadrotors (never used in training).
-TRAIN_STREAM, HELD_OUT_STREAM = 0, 1
+# Stream 0: training quadrotors; stream 1: held-out quadrotors with oracle teachers; stream 2: the
+# wider held-out set the students alone fly (neither held-out stream is used in training).
+TRAIN_STREAM, HELD_OUT_STREAM, WIDE_STREAM = 0, 1, 2
 
 
 def quadrotor_keys(seed: int, stream: int, num: int) -> jax.Array:
@@ -110,11 +111,32 @@ def evaluate_task(
     for name, (fns, params), teacher_acts in policies:
         run = make_collect(env, config.episode_length, config.episodes_per_quadrotor, fns)
         episodes = run(params, oracle_teachers, dynamics, key, jnp.asarray(teacher_acts))
-        results[name] = summarize(episodes)
-        results[name]["crash_causes"] = crash_causes(episodes, dynamics["arm_length"], env)
-        results[name]["steady_state_error_xyz"] = steady_state_error(episodes)
+        results[name] = policy_metrics(episodes, dynamics, env)
         trajectories[name] = jax.device_get(episodes)
     return results, trajectories
+
+
+def policy_metrics(episodes: Episodes, dynamics: dict, env: Env) -> dict:
+    """Every reported figure of one policy's episodes."""
+    metrics = summarize(episodes)
+    metrics["crash_causes"] = crash_causes(episodes, dynamics["arm_length"], env)
+    metrics["steady_state_error_xyz"] = steady_state_error(episodes)
+    crashed = np.asarray(episodes.crashed)
+    metrics["episodes"] = int(crashed.size)
+    metrics["crashed"] = crashed.reshape(crashed.shape[0], -1).tolist()  # (quadrotor, episode)
+    return metrics
+
+
+def evaluate_students(
+    env: Env, config: EvalConfig, dynamics: dict, students: dict[str, tuple[StudentFns, Any]], key: jax.Array
+) -> dict:
+    """Students alone, zero-shot, on held-out quadrotors that have no teachers (the wide set)."""
+    results = {}
+    for name, (fns, params) in students.items():
+        run = make_collect(env, config.episode_length, config.episodes_per_quadrotor, fns)
+        episodes = run(params, None, dynamics, key, jnp.asarray(False))
+        results[name] = policy_metrics(episodes, dynamics, env)
+    return results
 
 
 def plot_tracking(trajectories: dict, png_path: str, num_quadrotors: int, dt: float = 0.01,

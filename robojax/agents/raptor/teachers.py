@@ -7,8 +7,11 @@ that teacher's quadrotor parameters in `env_state.dynamics`. The autoreset wrapp
 parameters across resets (`keep_dynamics=True`), so a teacher only ever flies its own quadrotor,
 as in the paper (domain randomisation disabled per teacher, research note 3.2).
 
-Teachers observe the privileged 26-value observation (the 22-value student observation plus the
-true motor speeds, research note 3.4) through `PrivilegedObservation`.
+Teachers observe a prefix of the quadrotor's 29-value privileged observation through
+`PrivilegedObservation`: the 22-value student observation, the true motor speeds and the episode's
+external-force draw (research note 3.4: the paper's teachers observe the full state, f_ext
+included). A teacher's input size is read back from its learner state (`teacher_observation`),
+so labelling in distillation and evaluation always feeds each teacher what it was trained on.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ TEACHER_OBS_KEY = "teacher_obs"
 
 
 class PrivilegedObservation(Wrapper):
-    """The teacher's observation is `info["teacher_obs"]` (student observation + motor speeds)."""
+    """The teacher's observation: the first `size` values of `info["teacher_obs"]` (all if None)."""
 
-    def __init__(self, env: Env):
+    def __init__(self, env: Env, size: int | None = None):
         super().__init__(env)
+        self.size = size
         self._spec: ArraySpec | None = None
 
     @property
@@ -48,16 +52,21 @@ class PrivilegedObservation(Wrapper):
                     f"{self.env!r} has no info[{TEACHER_OBS_KEY!r}]; build the quadrotor task with privileged=True"
                 )
             shape = probe.info[TEACHER_OBS_KEY].shape
+            if self.size is not None:
+                if not 0 < self.size <= shape[-1]:
+                    raise ValueError(f"teacher observation size {self.size} is outside 1..{shape[-1]}")
+                shape = shape[:-1] + (self.size,)
             self._spec = ArraySpec(shape, np.float32, name="teacher_obs")
         return self._spec
 
+    def _select(self, state):
+        return state.replace(obs=state.info[TEACHER_OBS_KEY][..., : self.size])
+
     def reset(self, key):
-        state = self.env.reset(key)
-        return state.replace(obs=state.info[TEACHER_OBS_KEY])
+        return self._select(self.env.reset(key))
 
     def step(self, state, action):
-        nxt = self.env.step(state, action)
-        return nxt.replace(obs=nxt.info[TEACHER_OBS_KEY])
+        return self._select(self.env.step(state, action))
 
 
 def env_name(task: str) -> str:
@@ -68,20 +77,21 @@ def env_name(task: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def make_task_env(task: str, episode_length: int, privileged: bool = True) -> Env:
-    """One unbatched quadrotor env (time limit and episode statistics, no autoreset)."""
+def make_task_env(task: str, episode_length: int) -> Env:
+    """One unbatched quadrotor env (time limit and episode statistics, no autoreset); the privileged
+    observation is always in info["teacher_obs"]."""
     import envs  # the task suite sits above robojax in the dependency order
 
-    del privileged  # the quadrotor tasks always put the teacher observation in info["teacher_obs"]
     return envs.make(env_name(task), episode_length=episode_length)
 
 
 @functools.lru_cache(maxsize=16)
-def make_teacher_env(task: str, num_envs: int, episode_length: int, privileged: bool = True) -> Env:
-    """A teacher's env batch: `num_envs` copies of one quadrotor, autoreset keeping its parameters."""
-    env = make_task_env(task, episode_length, privileged)
-    if privileged:
-        env = PrivilegedObservation(env)
+def make_teacher_env(task: str, num_envs: int, episode_length: int, observation_size: int | None = None) -> Env:
+    """A teacher's env batch: `num_envs` copies of one quadrotor, autoreset keeping its parameters.
+
+    observation_size: how many leading values of the privileged observation the teacher sees
+    (`TeacherConfig.observation_size`; None: all of them)."""
+    env = PrivilegedObservation(make_task_env(task, episode_length), observation_size)
     return AutoResetWrapper(VmapWrapper(env, num_envs), keep_dynamics=True)
 
 
@@ -181,6 +191,17 @@ def train_teachers(
     return state
 
 
-def teacher_action(learner_state: sac_learner.TrainState, teacher_obs: jax.Array) -> jax.Array:
-    """One teacher's deterministic action tanh(mean) (the distillation label, research note 3.6)."""
-    return sac_learner.act_deterministic(learner_state, teacher_obs)
+def teacher_observation(learner_state: sac_learner.TrainState, privileged_obs: jax.Array) -> jax.Array:
+    """The part of the full privileged observation (29 values) this teacher was trained on.
+
+    Its input size is the shape of its observation statistics (present whether or not it normalises)."""
+    size = learner_state.obs_normalizer.mean.shape[-1]
+    if size > privileged_obs.shape[-1]:
+        raise ValueError(f"the teacher expects {size} observation values, the env gives {privileged_obs.shape[-1]}")
+    return privileged_obs[..., :size]
+
+
+def teacher_action(learner_state: sac_learner.TrainState, privileged_obs: jax.Array) -> jax.Array:
+    """One teacher's deterministic action tanh(mean) (the distillation label, research note 3.6) from
+    the full privileged observation `info["teacher_obs"]`."""
+    return sac_learner.act_deterministic(learner_state, teacher_observation(learner_state, privileged_obs))

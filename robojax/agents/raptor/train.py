@@ -42,7 +42,8 @@ FORMAT = "robojax.raptor/1"
 
 @dataclasses.dataclass
 class RaptorResult:
-    results: dict  # task -> policy -> metrics
+    results: dict  # task -> policy -> metrics, on the held-out quadrotors with oracle teachers
+    wide: dict  # task -> student policy -> metrics, on the wider held-out set (empty if none)
     stage_seconds: dict  # stage -> wall-clock seconds spent in this call (0 for skipped stages)
     skipped: list  # stages found finished and skipped
     workdir: str
@@ -141,7 +142,7 @@ def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
                         log: Callable[[str], None], checkpoint_every: int) -> tuple[Any, dict]:
     """Train (or resume) all teachers; returns their learner states (leading axis = teacher)."""
     tc = config.teacher
-    env = teachers.make_teacher_env(config.teacher_task, tc.num_envs, tc.episode_length, tc.privileged)
+    env = teachers.make_teacher_env(config.teacher_task, tc.num_envs, tc.episode_length, tc.observation_size)
     sac_config = teachers.sac_train_config(tc, config.teacher_task)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     state = teachers.init_teachers(key, env, sac_config, dynamics)
@@ -260,15 +261,20 @@ def evaluate_stage(config: RaptorConfig, stage: _Stage, oracle: Any, dynamics: d
     if stage.done:
         return stage.summary()
     ec = config.eval
-    results, trajectories = {}, {}
+    results, trajectories, wide = {}, {}, {}
+    wide_dynamics = (evaluate.sample_quadrotors(config.seed, evaluate.WIDE_STREAM, ec.wide_quadrotors)
+                     if ec.wide_quadrotors else None)
     for i, task in enumerate(("hover", "track")):
         env = teachers.make_task_env(task, ec.episode_length)
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 100 + i)
         results[task], trajectories[task] = evaluate.evaluate_task(env, ec, dynamics, oracle, students, key)
+        if wide_dynamics is not None:
+            wide_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 200 + i)
+            wide[task] = evaluate.evaluate_students(env, ec, wide_dynamics, students, wide_key)
     png = os.path.join(stage.workdir, "tracking.png")
     evaluate.plot_tracking(trajectories["track"], png, ec.plot_quadrotors,
                            policies=("student", "teacher", "feedforward"))
-    summary = {"results": results, "plot": png}
+    summary = {"results": results, "wide": wide, "plot": png}
     runs.write_json(os.path.join(stage.workdir, "results.json"), summary)
     stage.finish(summary)
     return summary
@@ -327,7 +333,13 @@ def run(config: RaptorConfig, workdir: str, *, progress: bool = True, checkpoint
 
     # Teachers' throughput: median over compiled iterations of this or the original run.
     rate = teacher_summary.get("env_steps_per_s")
-    return RaptorResult(summary["results"], seconds, skipped, workdir, rate, evaluate.results_table(summary["results"]))
+    wide = summary.get("wide") or {}
+    table = evaluate.results_table(summary["results"])
+    if wide:
+        table += ("\n\nStudents alone on the wider held-out set"
+                  f" ({config.eval.wide_quadrotors} quadrotors x {config.eval.episodes_per_quadrotor} episodes):\n"
+                  + evaluate.results_table(wide))
+    return RaptorResult(summary["results"], wide, seconds, skipped, workdir, rate, table)
 
 
 def _jsonable(value: Any) -> Any:

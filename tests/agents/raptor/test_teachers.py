@@ -38,6 +38,34 @@ def test_teacher_env_observes_the_privileged_observation(setup):
     np.testing.assert_array_equal(state.obs, state.info["teacher_obs"])
 
 
+@pytest.mark.parametrize("privileged,disturbance,size", [(True, True, 29), (True, False, 26), (False, False, 22)])
+def test_teachers_see_the_prefix_their_config_names_and_are_labelled_with_it(privileged, disturbance, size):
+    """The observation options pick a prefix of info["teacher_obs"]; labelling reads the teacher's own
+    input size back from its learner, so any teacher is fed what it was trained on."""
+    config = TeacherConfig(num_envs=2, episode_length=20, privileged=privileged, observe_disturbance=disturbance,
+                           sac=CONFIG.sac)
+    assert config.observation_size == size
+    env = teachers.make_teacher_env("hover", 2, 20, size)
+    state = env.reset(jax.random.PRNGKey(0))
+    assert env.observation_spec.shape == (size,) and state.obs.shape == (2, size)
+    np.testing.assert_array_equal(state.obs, state.info["teacher_obs"][..., :size])
+    if size == 29:  # the force draw is the last block, so a 26-value teacher sees no force
+        np.testing.assert_array_equal(state.obs[..., 26:], state.physics["force_noise"])
+    sac_config = teachers.sac_train_config(config, "hover")
+    dynamics = jax.vmap(quadrotor.sample_parameters)(jax.random.split(jax.random.PRNGKey(1), 2))
+    learners = teachers.init_teachers(jax.random.PRNGKey(2), env, sac_config, dynamics).learner
+    full = jax.random.normal(jax.random.PRNGKey(3), (2, quadrotor.TEACHER_OBS_SIZE))
+    from robojax.agents.sac import learner as sac_learner
+    np.testing.assert_array_equal(jax.vmap(teachers.teacher_action)(learners, full),
+                                  jax.vmap(sac_learner.act_deterministic)(learners, full[..., :size]))
+
+
+def test_observing_the_disturbance_needs_the_privileged_observation():
+    with pytest.raises(ValueError, match="observe_disturbance needs privileged=True"):
+        TeacherConfig(privileged=False)
+    assert TeacherConfig(privileged=False, observe_disturbance=False).observation_size == 22
+
+
 def test_each_teacher_flies_its_own_quadrotor_through_resets(setup):
     env, sac_config = setup
     dynamics = jax.vmap(quadrotor.sample_parameters)(jax.random.split(jax.random.PRNGKey(1), 2))
