@@ -8,8 +8,10 @@ Each count runs `python -m experiments.train_raptor --num_teachers=N` in a fresh
 persistent compile cache off, so the wall-clock counts start-up and all compilation; every other
 setting is the experiment's default (CPU-sized, see robojax/agents/raptor/config.py). Reported:
 total and per-stage wall-clock, held-out success (hover) and mean position error (track, hover)
-for the GRU student, the oracle teachers and the feedforward ablation, and the teachers' training
-throughput in env steps/s across all teachers. The 1000-teacher GPU figure is a *projection* from
+for the GRU student, the oracle teachers and the feedforward ablation on the oracle held-out set,
+the students alone on the wide held-out set (the headline figures), the estimated share of hover
+starts that can be survived at all (envs/quadrotor/feasibility.py, cached in the JSON), and the
+teachers' training throughput in env steps/s across all teachers. The 1000-teacher GPU figure is a *projection* from
 the CPU measurement and XLA's FLOP count of one teacher iteration (no GPU was used).
 Writes benchmarks/results/raptor.md and raptor.json.
 """
@@ -26,6 +28,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
+from robojax.runs import write_json, write_text
 
 _COUNTS = flags.DEFINE_list("counts", ["32"], "Teacher counts to run (one full pipeline each).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/raptor", "Output path stem (.md, .json).")
@@ -77,6 +80,13 @@ def run_count(n: int, root: str) -> dict:
     record["stdout_tail"] = proc.stdout[-2500:]
     record["cpu_s"] = cpu
     return record
+
+
+def _settings(config: dict) -> str:
+    """The settings that changed between benchmark rounds, so rows of different rounds are told apart."""
+    t = config["teacher"]
+    force = "yes" if t.get("observe_disturbance") else "no"
+    return f"{t['env_steps'] // 1000}k / {config['distill']['epochs']} / {force}"
 
 
 def _cpu_min(record: dict) -> str:
@@ -220,20 +230,21 @@ def render(data: dict) -> str:
              ""]
     runs = data["runs"]
     lines += ["## Wall-clock and held-out quality", "",
-              "| training teachers | total min | CPU min (user+sys) | teachers min (incl. oracles) | student min | ablation min | load before/after |"
+              "| training teachers | teacher steps / distill epochs / teacher sees force | total min | CPU min (user+sys) |"
+              " teachers min (incl. oracles) | student min | ablation min | load before/after |"
               " hover success: student / teacher / feedforward | track success: student / teacher / feedforward |"
               " hover error m: student / teacher / ff | track error m: student / teacher / ff |",
-              "|---:|---:|---:|---:|---:|---:|---|---|---|---|---|"]
+              "|---:|---|---:|---:|---:|---:|---:|---|---|---|---|---|"]
     for r in runs:
         if r.get("failed"):
-            lines.append(f"| {r['num_teachers']} | failed after {r['wall_s'] / 60:.1f} min | | | | | | | | | |")
+            lines.append(f"| {r['num_teachers']} | | failed after {r['wall_s'] / 60:.1f} min | | | | | | | | | |")
             continue
         res = r["results"]
         s = lambda task, k: " / ".join(f"{100 * res[task][p]['success']:.0f}%" if k == "success"
                                        else f"{res[task][p]['position_error']:.3f}"
                                        for p in ("student", "teacher", "feedforward"))
         lines.append(
-            f"| {r['num_teachers']} | {r['wall_s'] / 60:.1f} | {_cpu_min(r)} | {r['teachers']['seconds'] / 60:.1f} |"
+            f"| {r['num_teachers']} | {_settings(r['config'])} | {r['wall_s'] / 60:.1f} | {_cpu_min(r)} | {r['teachers']['seconds'] / 60:.1f} |"
             f" {r['student_seconds'] / 60:.1f} | {r['feedforward_seconds'] / 60:.1f} |"
             f" {r['load_before']:.1f} / {r['load_after']:.1f} | {s('hover', 'success')} | {s('track', 'success')} |"
             f" {s('hover', 'error')} | {s('track', 'error')} |")
@@ -243,7 +254,7 @@ def render(data: dict) -> str:
               " themselves; 'feedforward' is the non-recurrent student of about the same size (2082 parameters)."
               " Each cell is 8 held-out quadrotors x 4 episodes = 32 episodes, so about +-10 points of success is"
               " sampling noise: the oracle teachers fly the same 8 quadrotors in every row but are retrained with"
-              " different keys per run (69-84%).", ""]
+              " different keys per run.", ""]
     wide_runs = [r for r in runs if not r.get("failed") and r.get("wide")]
     surv = data.get("survivable") or {}
     if wide_runs:
@@ -296,7 +307,8 @@ def render(data: dict) -> str:
     ext = data.get("extended")
     if ext:
         res = ext["results"]
-        lines += [f"### Longer distillation on the same {ext['num_teachers']} teachers", "",
+        round_note = f" ({ext['round']})" if ext.get("round") else ""
+        lines += [f"### Longer distillation on the same {ext['num_teachers']} teachers{round_note}", "",
                   f"`{ext['command']}` continues both students of the 32-teacher run from epoch"
                   f" {ext['from_epochs']} to {ext['epochs']} ({ext['seconds']:.0f} s for both students, evaluation"
                   " included; the teachers are reused).", "",
@@ -310,6 +322,8 @@ def render(data: dict) -> str:
         from robojax.agents.raptor.evaluate import results_table
 
         lines += [f"### {variant['title']}", "", f"`{variant['command']}`", "", results_table(variant["results"]), ""]
+        if variant.get("wide"):
+            lines += ["The students alone on the wide held-out set:", "", results_table(variant["wide"]), ""]
     lines += ["## Targets", ""]
     for r in runs:
         if r.get("failed") or r["num_teachers"] != 32:
@@ -387,13 +401,12 @@ def main(argv):
         with open(json_path) as f:
             data = json.load(f)
         with open(os.path.join(_VARIANT.value, "results.json")) as f:
-            results = json.load(f)["results"]
+            saved = json.load(f)
         variants = [v for v in data.get("variants", []) if v["title"] != _VARIANT_TITLE.value]
         data["variants"] = variants + [{"title": _VARIANT_TITLE.value, "workdir": _VARIANT.value,
-                                        "command": _VARIANT_COMMAND.value, "results": results}]
-        with open(json_path + ".tmp", "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(json_path + ".tmp", json_path)
+                                        "command": _VARIANT_COMMAND.value, "results": saved["results"],
+                                        "wide": saved.get("wide") or {}}]
+        write_json(json_path, data)
     elif _RENDER_ONLY.value or _REPARSE.value:
         with open(json_path) as f:
             data = json.load(f)
@@ -405,9 +418,7 @@ def main(argv):
             ]
             data["projection"] = projection(data["runs"], data.get("flops"))
             _update_survivable(data)
-            with open(json_path + ".tmp", "w") as f:
-                json.dump(data, f, indent=1)
-            os.replace(json_path + ".tmp", json_path)
+            write_json(json_path, data)
     else:
         root = tempfile.mkdtemp(prefix="raptor_bench_")
         runs = []
@@ -436,13 +447,9 @@ def main(argv):
         data["survivable"] = previous.get("survivable")
         _update_survivable(data)
         os.makedirs(os.path.dirname(json_path), exist_ok=True)
-        with open(json_path + ".tmp", "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(json_path + ".tmp", json_path)
+        write_json(json_path, data)
     text = render(data)
-    with open(md_path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(md_path + ".tmp", md_path)
+    write_text(md_path, text)
     print(text)
 
 

@@ -40,12 +40,17 @@ def open_checkpointer(workdir: str, *, resume: bool, keep: int, resume_flag: str
     return checkpointer
 
 
-def write_json(path: str, value: Any) -> None:
-    """Write `value` as JSON to `path` atomically (to `path.tmp`, then renamed over `path`)."""
+def write_text(path: str, text: str) -> None:
+    """Write `text` to `path` atomically (to `path.tmp`, then renamed over `path`)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Write `value` as JSON to `path` atomically (to `path.tmp`, then renamed over `path`)."""
+    write_text(path, json.dumps(value, indent=1))
 
 
 def crossed(before: int, after: int, interval: int) -> bool:

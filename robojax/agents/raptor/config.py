@@ -4,9 +4,9 @@ Frozen dataclasses validated on construction; every field carries a `help` strin
 `experiments/train_raptor.py` turns into an absl flag of the same name.
 
 CPU-sized defaults (the paper's values in brackets; research note section 3.4 and 3.6):
-  teachers      32 quadrotors [1000], 100k env steps each over 4 envs (25k updates) [1M, 1 env],
+  teachers      32 quadrotors [1000], 150k env steps each over 4 envs (37.5k updates) [1M, 1 env],
                 actor 64x64 [3x64], critics 2 x (64, 64) [2 x 3x256], batch 128 [128]
-  distillation  30 epochs [1000], 3 teacher warm-up epochs [10], 4 episodes per quadrotor and
+  distillation  100 epochs [1000], 3 teacher warm-up epochs [10], 4 episodes per quadrotor and
                 epoch [10], episodes of 500 steps [500], batch 32 episodes [64], lr 3e-3 [1e-4]
 The paper's sizes are reachable through the flags; on 2 CPU cores they would take days.
 """
@@ -46,7 +46,7 @@ class TeacherConfig:
     """One SAC teacher per sampled quadrotor, all trained in one jitted, vmapped loop."""
 
     num_envs: int = field(4, "Envs per teacher (all on that teacher's quadrotor).")
-    env_steps: int = field(100_000, "Env transitions per teacher (summed over its envs).")
+    env_steps: int = field(150_000, "Env transitions per teacher (summed over its envs).")
     learning_starts: int = field(2_000, "Transitions of uniform random actions per teacher before updates.")
     steps_per_iteration: int = field(250, "Vectorised env steps per jitted call.")
     privileged: bool = field(True, "Teachers observe the privileged observation: the student's 22 values plus the"
@@ -82,7 +82,7 @@ class TeacherConfig:
 class DistillConfig:
     """Meta-imitation: teacher warm-up epochs, then on-policy student epochs, dataset rebuilt each epoch."""
 
-    epochs: int = field(30, "Distillation epochs (paper: 1000).")
+    epochs: int = field(100, "Distillation epochs (paper: 1000).")
     warmup_epochs: int = field(3, "First epochs roll out the teachers instead of the student (paper: 10).")
     episodes_per_quadrotor: int = field(4, "Episodes collected per training quadrotor each epoch (paper: 10).")
     episode_length: int = field(500, "Steps per collected episode; BPTT runs over all of them (paper: 500).")
