@@ -84,6 +84,15 @@ def crash_causes(episodes: Episodes, arm_length: jax.Array, env: Env) -> dict:
     return {name: int(np.sum(cause == i)) for i, name in enumerate(("position", "velocity", "angular_velocity"))}
 
 
+def position_error_after(episodes: Episodes, start: int = 100) -> float | None:
+    """Mean ||p - p_ref|| over the valid steps from step `start` on (default: after the first second at
+    100 Hz): the tracking error once the quadrotor has recovered from its perturbed start. None when no
+    step that late was flown (short or all-crashed episodes)."""
+    error = np.linalg.norm(np.asarray(episodes.position - episodes.reference)[..., start:, :], axis=-1)
+    valid = np.asarray(episodes.valid)[..., start:].astype(np.float64)
+    return float(np.sum(error * valid) / np.sum(valid)) if valid.any() else None
+
+
 def steady_state_error(episodes: Episodes, tail: int = 100) -> list[float]:
     """Mean |p - p_ref| per axis over the last `tail` steps of the episodes that did not crash (m)."""
     p_rel = np.asarray(episodes.position - episodes.reference)[..., -tail:, :]
@@ -121,6 +130,7 @@ def policy_metrics(episodes: Episodes, dynamics: dict, env: Env) -> dict:
     metrics = summarize(episodes)
     metrics["crash_causes"] = crash_causes(episodes, dynamics["arm_length"], env)
     metrics["steady_state_error_xyz"] = steady_state_error(episodes)
+    metrics["position_error_after_1s"] = position_error_after(episodes, 100)
     crashed = np.asarray(episodes.crashed)
     metrics["episodes"] = int(crashed.size)
     metrics["crashed"] = crashed.reshape(crashed.shape[0], -1).tolist()  # (quadrotor, episode)
@@ -180,15 +190,17 @@ def plot_tracking(trajectories: dict, png_path: str, num_quadrotors: int, dt: fl
 
 def results_table(results: dict) -> str:
     """A markdown table: task x policy -> success, position error, survived steps, crash causes."""
-    lines = ["| task | policy | success | mean position error (m) | mean steps flown | crashes by bound (pos/vel/ang vel)"
-             " | steady-state error x/y/z (m) |", "|---|---|---:|---:|---:|---|---|"]
+    lines = ["| task | policy | success | mean position error (m) | after the first second (m) | mean steps flown"
+             " | crashes by bound (pos/vel/ang vel) | steady-state error x/y/z (m) |", "|---|---|---:|---:|---:|---:|---|---|"]
     for task, by_policy in results.items():
         for policy, m in by_policy.items():
             causes = m.get("crash_causes")
             causes = "/".join(str(causes[k]) for k in ("position", "velocity", "angular_velocity")) if causes else ""
             steady = "/".join(f"{v:.3f}" for v in m.get("steady_state_error_xyz", []))
+            after = m.get("position_error_after_1s")
+            after = f"{after:.3f}" if after is not None else "n/a"
             lines.append(
-                f"| {task} | {policy} | {100 * m['success']:.0f}% | {m['position_error']:.3f} | {m['episode_length']:.0f} |"
-                f" {causes} | {steady} |"
+                f"| {task} | {policy} | {100 * m['success']:.0f}% | {m['position_error']:.3f} | {after} |"
+                f" {m['episode_length']:.0f} | {causes} | {steady} |"
             )
     return "\n".join(lines)

@@ -89,3 +89,7 @@ def test_crash_causes_name_the_bound_each_crash_came_closest_to():
     position[0, 3, :, 2] = -0.25  # the one surviving episode sits 0.25 m low
     episodes = episodes._replace(position=jnp.asarray(position))
     np.testing.assert_allclose(evaluate.steady_state_error(episodes, tail=2), [0.0, 0.0, 0.25])
+    # Error after step 2: only step 2 counts, valid in episode 3 alone (0.25 m); none flown that late: None.
+    np.testing.assert_allclose(evaluate.position_error_after(episodes, 2), 0.25)
+    np.testing.assert_allclose(evaluate.position_error_after(episodes, 0), 0.75 / 9)  # 9 valid steps
+    assert evaluate.position_error_after(episodes, 3) is None
