@@ -43,6 +43,8 @@ OBS_ANGULAR_VELOCITY = slice(15, 18)
 OBS_PREVIOUS_ACTION = slice(18, 22)
 OBS_MOTOR = slice(22, 26)  # teacher_obs only
 OBS_DISTURBANCE = slice(26, 29)  # teacher_obs only: standardised external-force draw
+# The rigid-body part of `state.physics` that the integrator advances.
+BODY_KEYS = ("position", "quaternion", "velocity", "angular_velocity", "motor")
 # Finite stand-in for errors of a diverged (non-finite) simulation, which also terminates.
 DIVERGED_ERROR = 1e3
 
@@ -240,23 +242,28 @@ class QuadrotorEnv(Env):
                                        physics["force_noise"]]).astype(jnp.float32)
         return obs, teacher_obs, jnp.linalg.norm(p_rel)
 
-    def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        params = state.dynamics
-        physics = state.physics
-        action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
-        setpoint = (action + 1.0) / 2.0
+    def advance(self, params: dict, physics: dict, action: jax.Array) -> dict:
+        """The rigid body (BODY_KEYS of `physics`) one control period later under `action` (clipped
+        to [-1, 1]) and the episode's external force; `substeps` RK4 steps. Differentiable."""
+        setpoint = (jnp.clip(action, -1.0, 1.0) + 1.0) / 2.0
         weight = params["mass"] * dyn.GRAVITY
         force_ext = physics["force_noise"] * params["disturbance_std"] * weight
-        body = {k: physics[k] for k in ("position", "quaternion", "velocity", "angular_velocity", "motor")}
+        body = {k: physics[k] for k in BODY_KEYS}
         h = self._control_dt / self.substeps
 
         def substep(b, _):
             return dyn.rk4_step(params, b, setpoint, h, force_ext), None
 
         if self.substeps == 1:
-            body = dyn.rk4_step(params, body, setpoint, h, force_ext)
-        else:
-            body, _ = jax.lax.scan(substep, body, None, length=self.substeps)
+            return dyn.rk4_step(params, body, setpoint, h, force_ext)
+        body, _ = jax.lax.scan(substep, body, None, length=self.substeps)
+        return body
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        params = state.dynamics
+        physics = state.physics
+        action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
+        body = self.advance(params, physics, action)
         new_physics = {**physics, **body, "previous_action": action, "step": physics["step"] + 1}
 
         obs, teacher_obs, pos_err = self._observe(new_physics, state.episode)

@@ -27,23 +27,14 @@ import optax
 from envs.quadrotor import dynamics as dyn
 from envs.quadrotor.env import QuadrotorEnv
 
-BODY_KEYS = ("position", "quaternion", "velocity", "angular_velocity", "motor")
-
-
 def _rollout(env: QuadrotorEnv, state, logits: jax.Array):
     """Positions, velocities and angular velocities under actions tanh(logits) (hover task)."""
-    params, physics = state.dynamics, state.physics
-    body = {k: physics[k] for k in BODY_KEYS}
-    force = physics["force_noise"] * params["disturbance_std"] * params["mass"] * dyn.GRAVITY
-    h = env.dt / env.substeps
 
-    def step(b, logit):
-        setpoint = (jnp.tanh(logit) + 1.0) / 2.0
-        for _ in range(env.substeps):
-            b = dyn.rk4_step(params, b, setpoint, h, force)
-        return b, (b["position"], b["velocity"], b["angular_velocity"])
+    def step(physics, logit):
+        physics = {**physics, **env.advance(state.dynamics, physics, jnp.tanh(logit))}
+        return physics, (physics["position"], physics["velocity"], physics["angular_velocity"])
 
-    _, out = jax.lax.scan(step, body, logits)
+    _, out = jax.lax.scan(step, state.physics, logits)
     return out
 
 
