@@ -142,18 +142,22 @@ class MetricsLogger(MetricsSink):
 
 
 class ProgressBar:
-    """A tqdm bar over env steps showing steps/s and the latest eval return; silent when not a TTY."""
+    """A tqdm bar over the loop's counter showing its rate and the latest eval figure; silent when not a TTY.
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True, stream=None):
+    unit: what the counter counts ("step", "env step", "epoch"); the rate shows as "<unit>s/s".
+    """
+
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, stream=None, unit: str = "step"):
         stream = stream or sys.stderr
         self._bar = None
+        self._rate_label = f"{unit}s/s"
         self._eval_return: float | None = None
         self._last = (time.perf_counter(), initial)
         if enabled and hasattr(stream, "isatty") and stream.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, initial=initial, unit="step", unit_scale=True, file=stream, dynamic_ncols=True
+                total=total, initial=initial, unit=unit, unit_scale=True, file=stream, dynamic_ncols=True
             )
 
     @property
@@ -167,7 +171,7 @@ class ProgressBar:
         if self._bar is None:
             return
         self._bar.update(env_steps - self._bar.n)
-        postfix = {"steps/s": f"{rate:,.0f}"}
+        postfix = {self._rate_label: f"{rate:,.0f}"}
         if self._eval_return is not None:
             postfix["eval"] = f"{self._eval_return:.1f}"
         self._bar.set_postfix(postfix, refresh=True)
