@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -175,6 +176,8 @@ class Run:
       holding it make up `eval_history` (also those read back from metrics.jsonl on resume).
     progress_bar: show a tqdm bar when stderr is a terminal. progress_unit: what the loop counts
       ("env step", "step", "epoch"); the bar shows its rate per second.
+    started: the `time.perf_counter()` that wall-clock figures count from (default: now), for a
+      loop that does work (loading a dataset) before it creates its Run.
     """
 
     def __init__(
@@ -192,8 +195,9 @@ class Run:
         eval_key: str = "eval/return",
         progress_bar: bool = True,
         progress_unit: str = "step",
+        started: float | None = None,
     ):
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
         self.workdir = os.path.abspath(os.fspath(workdir)) if workdir else None
         if resume and not self.workdir:
             raise ValueError("resume needs a workdir to resume from; give the run directory, or run without resume")
@@ -280,6 +284,7 @@ class Run:
 
         On resume the JSONL log drops records past `step` (a killed run logged steps it will redo)
         and TensorBoard purges them; `eval_history` starts with the evaluations still in the log.
+        total: the counter's end, for the progress bar (0: no bar, e.g. a pipeline of stages).
         """
         metadata = self._require_metadata()
         self.step = int(step)
@@ -288,16 +293,19 @@ class Run:
             os.makedirs(self.workdir, exist_ok=True)
             config_path = self.path("config.json")
             if self.checkpointer is None and os.path.exists(config_path):
-                # Without checkpoints (a pipeline of stages), config.json is what a rerun must match.
+                # Without checkpoints (a pipeline of stages) a rerun continues the run in place:
+                # config.json is what it must match, and the log keeps every record.
                 self.check_compatible(read_json(config_path), where=config_path)
+                resume_step = math.inf
             write_json(config_path, metadata)
         self.progress = rlog.ProgressBar(
-            total, initial=self.step, enabled=self.progress_bar, unit=self.progress_unit
+            total, initial=self.step, enabled=self.progress_bar and total > 0, unit=self.progress_unit
         )
         sinks: list[rlog.MetricsSink] = [rlog.StdoutSink(keys=self.stdout_keys, print_fn=self.progress.write)]
         if self.workdir:
             sinks.append(rlog.JsonlSink(self.path("metrics.jsonl"), resume_step=resume_step))
-            sinks.append(rlog.TensorBoardSink(self.path("tensorboard"), purge_step=resume_step))
+            purge_step = resume_step if resume_step != math.inf else None
+            sinks.append(rlog.TensorBoardSink(self.path("tensorboard"), purge_step=purge_step))
         self.logger = rlog.MetricsLogger(sinks)
         self.eval_history = [r for r in self.logger.history() if self.eval_key in r]
         return self
@@ -345,12 +353,15 @@ class Run:
         policy_metadata: Mapping | None = None,
         save_policy: Callable[[str], Any] | None = None,
         plot: bool = True,
+        plot_x: str = "env_steps",
+        plot_y: Sequence[str] = ("eval/return", "train/episode_return"),
     ) -> None:
         """Close sinks and bar, then save the final policy to policy/ and plot learning_curve.png.
 
         policy: a parameter tree saved by `checkpoint.save_policy` with `policy_metadata` (default:
         the run metadata); or save_policy: `(directory) -> ...` for a loop with its own format.
-        Nothing is written without a workdir.
+        plot_x, plot_y: the metrics.jsonl keys the learning curve plots. Nothing is written without
+        a workdir.
         """
         self._close_outputs()
         if not self.workdir:
@@ -360,7 +371,7 @@ class Run:
         elif policy is not None:
             ckpt.save_policy(self.path("policy"), policy, policy_metadata or self._require_metadata())
         if plot:
-            rlog.plot_learning_curve(self.path("metrics.jsonl"), self.path("learning_curve.png"))
+            rlog.plot_learning_curve(self.path("metrics.jsonl"), self.path("learning_curve.png"), x=plot_x, y=plot_y)
 
     def record(self) -> RunRecord:
         """The figures every loop's result reports."""

@@ -138,6 +138,7 @@ def test_stages_are_skipped_when_done_and_the_config_must_match_on_rerun(tmp_pat
         with runs.Run(str(tmp_path), checkpoints=False, resumable=RESUMABLE, metadata=metadata,
                       progress_bar=False) as run:
             run.start()
+            run.log(1, {"pipeline/reruns": 1.0})
             for name in ("first", "second"):
                 stage = run.stage(name)
                 if stage.done:
@@ -162,6 +163,8 @@ def test_stages_are_skipped_when_done_and_the_config_must_match_on_rerun(tmp_pat
     assert pipeline(_metadata()) == ["first"]
     with pytest.raises(CheckpointMismatchError, match=r"config\.json does not match.*\n  config\.lr"):
         pipeline(_metadata(lr=0.5))
+    # A rerun continues the run in place: its log keeps the earlier runs' records.
+    assert len(open(tmp_path / "metrics.jsonl").readlines()) == 3
 
 
 def test_without_fields_reaches_nested_configs():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 from typing import Callable
 
@@ -21,9 +20,7 @@ import jax.numpy as jnp
 from absl import logging as absl_logging
 from flax import struct
 
-import robojax
-from robojax import checkpoint as ckpt
-from robojax import logging as rlog
+from robojax import logging as rlog  # noqa: F401 - the loop's progress bar and sinks (tests patch rlog.ProgressBar)
 from robojax import runs
 from robojax.agents.sac import learner
 from robojax.agents.sac.config import SACConfig, TrainConfig, to_dict
@@ -228,25 +225,22 @@ def make_evaluator(eval_env: Env) -> Callable[[learner.TrainState, jax.Array], d
 
 def run_metadata(env, config, fmt: str = "robojax.sac.loop/1") -> dict:
     """What a checkpoint records about the run, checked on resume (shared with the host loop)."""
-    return {
-        "format": fmt,
-        "robojax_version": robojax.__version__,
-        "jax_version": jax.__version__,
-        "env": config.env,
-        "observation_spec": env.observation_spec.to_dict(),
-        "action_spec": env.action_spec.to_dict(),
-        "config": to_dict(config),
-    }
+    return runs.run_metadata(
+        fmt,
+        to_dict(config),
+        env=config.env,
+        observation_spec=env.observation_spec.to_dict(),
+        action_spec=env.action_spec.to_dict(),
+    )
 
 
 def resume_fingerprint(metadata: dict, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> dict:
     """The part of the run metadata that must match for a resume to continue the same run."""
-    config = {k: v for k, v in metadata["config"].items() if k not in resumable}
     return {
         "env": metadata["env"],
         "observation_spec": {k: metadata["observation_spec"][k] for k in ("shape", "dtype")},
         "action_spec": {k: metadata["action_spec"][k] for k in ("shape", "dtype", "low", "high")},
-        "config": config,
+        "config": runs.without_fields(metadata["config"], resumable),
     }
 
 
@@ -256,19 +250,21 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> TrainRe
     env_factory: `(name, num_envs) -> Env`, batched, autoresetting, with `EpisodeStatistics`, as
       `envs.make(name, num_envs=n)` builds (the default).
     """
-    start = time.perf_counter()
-    workdir = os.path.abspath(config.workdir) if config.workdir else None
-    checkpointer = (  # cheap checks first
-        runs.open_checkpointer(workdir, resume=config.resume, keep=config.checkpoints_to_keep) if workdir else None
-    )
-    try:
-        return _train(config, env_factory or default_env_factory, workdir, checkpointer, start)
-    finally:
-        if checkpointer:
-            checkpointer.close()  # waits for asynchronous saves
+    with runs.Run(
+        config.workdir,
+        resume=config.resume,
+        resumable=RESUMABLE_CHANGES,
+        fingerprint=resume_fingerprint,
+        checkpoints_to_keep=config.checkpoints_to_keep,
+        stdout_keys=("eval/return", "eval/success"),
+        eval_key="eval/return",
+        progress_bar=config.progress_bar,
+        progress_unit="env step",
+    ) as run:
+        return _train(config, env_factory or default_env_factory, run)
 
 
-def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
+def _train(config: TrainConfig, make_env: EnvFactory, run: runs.Run) -> TrainResult:
     env = make_env(config.env, config.num_envs)
     eval_env = make_env(config.env, config.eval_episodes)
     if env.batch_size != config.num_envs:
@@ -280,105 +276,79 @@ def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
 
     train_key, eval_root = jax.random.split(jax.random.PRNGKey(config.seed))
     loop_state = _init_loop_state_jit(train_key, env, learning_config(config), demos)
-    metadata = run_metadata(env, config)
-    if checkpointer and config.resume:
-        loop_state = restore_loop_state(checkpointer, loop_state, metadata, checkpointer.latest_step())
-        absl_logging.info("resumed at env step %d from %s", int(loop_state.env_steps), checkpointer.directory)
-    if workdir:
-        runs.write_json(os.path.join(workdir, "config.json"), metadata)
-
+    run.describe(run_metadata(env, config))
+    if run.resuming:
+        loop_state = restore_loop_state(run, loop_state)
+        absl_logging.info("resumed at env step %d from %s", int(loop_state.env_steps), run.checkpointer.directory)
     env_steps = int(loop_state.env_steps)
-    resume_step = env_steps if config.resume else None
-    progress = rlog.ProgressBar(config.total_env_steps, initial=env_steps, enabled=config.progress_bar)
-    sinks: list[rlog.MetricsSink] = [rlog.StdoutSink(keys=("eval/return", "eval/success"), print_fn=progress.write)]
-    if workdir:
-        sinks.append(rlog.JsonlSink(os.path.join(workdir, "metrics.jsonl"), resume_step=resume_step))
-        sinks.append(rlog.TensorBoardSink(os.path.join(workdir, "tensorboard"), purge_step=resume_step))
-    logger = rlog.MetricsLogger(sinks)
+    run.start(step=env_steps, total=config.total_env_steps)
     iteration = make_iteration(env, learning_config(config))
     evaluate = make_evaluator(eval_env)
-    eval_history = [r for r in logger.history() if "eval/return" in r]
-    first_iteration_s = None
-    last_eval: dict | None = None
 
     def run_eval(state: LoopState, steps: int) -> dict:
         # Its own random stream, keyed by the step count: evaluating never perturbs training.
         out = jax.device_get(evaluate(state.learner, jax.random.fold_in(eval_root, steps)))
         record = {k: float(v) for k, v in out.items() if k != "eval/returns"}
-        record.update(env_steps=steps, wall_s=time.perf_counter() - start)
-        logger.write(steps, record)
-        eval_history.append(record)
-        progress.set_eval_return(record["eval/return"])
-        return record
+        record.update(env_steps=steps, wall_s=run.elapsed())
+        return run.log_eval(steps, record)
 
-    try:
-        while env_steps < config.total_env_steps:
-            t0 = time.perf_counter()
-            loop_state, metrics = iteration(loop_state)
-            metrics = jax.device_get(metrics)  # the one device-to-host transfer per iteration
-            before, env_steps = env_steps, int(loop_state.env_steps)
-            dt = time.perf_counter() - t0
-            first_iteration_s = dt if first_iteration_s is None else first_iteration_s
-            progress.update(env_steps)
-            record = {k: float(v) for k, v in metrics.items()}
-            record.update(env_steps=env_steps, env_steps_per_s=config.env_steps_per_iteration / dt,
-                          wall_s=time.perf_counter() - start)
-            logger.write(env_steps, record)
-            done = env_steps >= config.total_env_steps
-            if runs.crossed(before, env_steps, config.eval_interval) or done:
-                last_eval = run_eval(loop_state, env_steps)
-            target_reached = (
-                config.target_eval_return is not None
-                and last_eval is not None
-                and last_eval["env_steps"] == env_steps
-                and last_eval["eval/return"] >= config.target_eval_return
-            )
-            if checkpointer and (runs.crossed(before, env_steps, config.checkpoint_interval) or done or target_reached):
-                save_loop_state(checkpointer, loop_state, metadata, config.checkpoint_replay)
-            if target_reached:
-                break
-        if last_eval is None or last_eval["env_steps"] != env_steps:
+    last_eval: dict | None = None
+    while env_steps < config.total_env_steps:
+        t0 = time.perf_counter()
+        loop_state, metrics = iteration(loop_state)
+        metrics = jax.device_get(metrics)  # the one device-to-host transfer per iteration
+        before, env_steps = env_steps, int(loop_state.env_steps)
+        dt = time.perf_counter() - t0
+        run.advance(env_steps, seconds=dt)
+        record = {k: float(v) for k, v in metrics.items()}
+        record.update(env_steps=env_steps, env_steps_per_s=config.env_steps_per_iteration / dt, wall_s=run.elapsed())
+        run.log(env_steps, record)
+        done = env_steps >= config.total_env_steps
+        if run.crossed(before, env_steps, config.eval_interval) or done:
             last_eval = run_eval(loop_state, env_steps)
-    finally:
-        progress.close()
-        logger.close()
+        target_reached = (
+            config.target_eval_return is not None
+            and last_eval is not None
+            and last_eval["env_steps"] == env_steps
+            and last_eval["eval/return"] >= config.target_eval_return
+        )
+        if run.checkpoint_due(before, env_steps, config.checkpoint_interval, final=done or target_reached):
+            save_loop_state(run, loop_state, config.checkpoint_replay)
+        if target_reached:
+            break
+    if last_eval is None or last_eval["env_steps"] != env_steps:
+        last_eval = run_eval(loop_state, env_steps)
 
-    if workdir:
-        policy = {"actor_params": loop_state.learner.actor_params, "obs_normalizer": loop_state.learner.obs_normalizer}
-        ckpt.save_policy(os.path.join(workdir, "policy"), policy, metadata)
-        rlog.plot_learning_curve(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "learning_curve.png"))
+    learner_state = loop_state.learner
+    run.finish(policy={"actor_params": learner_state.actor_params, "obs_normalizer": learner_state.obs_normalizer})
+    record = run.record()
     return TrainResult(
         final_eval_return=last_eval["eval/return"],
-        eval_history=eval_history,
+        eval_history=record.eval_history,
         env_steps=env_steps,
-        wall_s=time.perf_counter() - start,
-        first_iteration_s=first_iteration_s or 0.0,
-        workdir=workdir,
+        wall_s=record.wall_s,
+        first_iteration_s=record.first_iteration_s,
+        workdir=record.workdir,
         state=loop_state,
     )
 
 
-def save_loop_state(checkpointer: "ckpt.Checkpointer", state: LoopState, metadata: dict, with_replay: bool) -> None:
+def save_loop_state(run: runs.Run, state: LoopState, with_replay: bool) -> None:
     """Checkpoint at the current env-step count; buffers go in their own item so they can be left out."""
     buffers = {"replay": state.replay, "demo": state.demo}
     core = state.replace(replay=None, demo=None)
-    extras = {"buffers": buffers} if with_replay else None
-    checkpointer.save(int(state.env_steps), core, extras=extras, metadata=metadata)
+    run.save(int(state.env_steps), core, extras={"buffers": buffers} if with_replay else None)
 
 
-def restore_loop_state(checkpointer: "ckpt.Checkpointer", template: LoopState, metadata: dict, step: int) -> LoopState:
-    """Restore a checkpoint into the shapes of `template`, refusing one from a different run."""
-    saved = checkpointer.read_metadata(step)
-    ckpt.check_compatible(resume_fingerprint(saved), resume_fingerprint(metadata), where=checkpointer.step_path(step))
+def restore_loop_state(run: runs.Run, template: LoopState) -> LoopState:
+    """Restore the latest checkpoint into the shapes of `template`, refusing one from a different run."""
     buffers_template = {"replay": template.replay, "demo": template.demo}
-    core, extras = checkpointer.restore(
-        template.replace(replay=None, demo=None), step=step, extras={"buffers": buffers_template}
-    )
+    core, extras = run.restore(template.replace(replay=None, demo=None), extras={"buffers": buffers_template})
     buffers = extras.get("buffers")
     if buffers is None:
         absl_logging.warning(
             "checkpoint %s was saved without replay buffers: resuming with empty ones (not an exact resume)",
-            checkpointer.step_path(step),
+            run.checkpointer.step_path(run.checkpointer.latest_step()),
         )
         buffers = buffers_template
     return core.replace(replay=buffers["replay"], demo=buffers["demo"])
