@@ -35,7 +35,7 @@ from robojax.agents.diffusion_policy import learner
 from robojax.agents.diffusion_policy import train as dp_train
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, to_dict
 from robojax.envs.core import ArraySpec
-from robojax.export import PolicyFunctions
+from robojax.policy import Policy
 
 
 @dataclasses.dataclass
@@ -147,25 +147,39 @@ def action_chunking(source: DPSource, inference: InferenceConfig, policy: learne
     }
 
 
-def make_policy(source: DPSource, inference: InferenceConfig) -> PolicyFunctions:
-    """The single-env receding-horizon Diffusion Policy as an ExportablePolicy (learner.make_policy's step)."""
+def make_policy(source: DPSource, inference: InferenceConfig) -> Policy:
+    """The single-env receding-horizon Diffusion Policy as a Policy (learner.make_policy's step).
+
+    Its `batched(n)` is learner.make_policy(batch_size=n): n envs replanning on one shared clock, so a
+    batch runs the denoiser only on replanning steps (a vmap of the single-env step would run it on
+    every step, its `lax.cond` becoming a select).
+    """
     inference.check_against(source.config)
     spec = source.action_spec
-    policy = learner.make_policy(
-        jax.tree.map(jnp.asarray, source.params),
-        source.normalizers,
-        source.config,
-        inference,
-        source.observation_spec.shape[0],
-        spec.shape[0],
-        action_low=np.broadcast_to(spec.low, spec.shape),
-        action_high=np.broadcast_to(spec.high, spec.shape),
-    )
+    params = jax.tree.map(jnp.asarray, source.params)
     dtype = spec.dtype
 
-    def step(carry, obs, key):
-        action, carry = policy.step(carry, obs, key)
-        return action.astype(dtype), carry
+    def learner_policy(batch_size):
+        return learner.make_policy(
+            params,
+            source.normalizers,
+            source.config,
+            inference,
+            source.observation_spec.shape[0],
+            spec.shape[0],
+            action_low=np.broadcast_to(spec.low, spec.shape),
+            action_high=np.broadcast_to(spec.high, spec.shape),
+            batch_size=batch_size,
+        )
+
+    def cast(step):
+        def cast_step(carry, obs, key):
+            action, carry = step(carry, obs, key)
+            return action.astype(dtype), carry
+
+        return cast_step
+
+    policy = learner_policy(None)
 
     arrays = source.normalizers.to_arrays()
     normalization = {
@@ -181,14 +195,23 @@ def make_policy(source: DPSource, inference: InferenceConfig) -> PolicyFunctions
         },
     }
     mode = inference.inference if source.config.objective == "diffusion" else "mse"
-    return PolicyFunctions(
-        step_fn=step,
-        init_carry_fn=policy.init_carry,
+    single = Policy(
+        init_carry=policy.init_carry,
+        step=cast(policy.step),
         stochastic=source.config.objective == "diffusion",
         normalization=normalization,
         action_chunking=action_chunking(source, inference, policy),
+        evals_per_action=policy.nfe["per_action"],
         name=f"diffusion_policy_{source.env or 'policy'}_{mode}",
+        extras={"nfe": dict(policy.nfe), "plan": policy.plan},
     )
+
+    def batched(n: int) -> Policy:
+        shared_clock = learner_policy(int(n))
+        return dataclasses.replace(single, init_carry=shared_clock.init_carry, step=cast(shared_clock.step),
+                                   batched=None, batch_size=int(n), extras={**single.extras, "plan": shared_clock.plan})
+
+    return dataclasses.replace(single, batched=batched)
 
 
 def export_diffusion_policy(
