@@ -23,7 +23,6 @@ import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from robojax.deploy.artifact import (
