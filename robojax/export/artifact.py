@@ -1,30 +1,28 @@
 """Writing policy artifacts: a policy's step function serialised with `jax.export` plus a JSON sidecar.
 
-Any learner plugs in by handing `export_policy` an `ExportablePolicy`: two pure functions with the
-parameters closed over (they become constants of the exported module),
+Any learner plugs in by handing `export_policy` a `robojax.policy.Policy`: two pure functions with
+the parameters closed over (they become constants of the exported module),
 
     init_carry() -> carry                          () for a stateless policy, a GRU state, the previous
                                                    action chunk and its index for a chunked policy
     step(carry, obs, key) -> (action, carry)       obs [obs_dim] unbatched, key a raw uint32 PRNG key
 
-and optional descriptive attributes (`stochastic`, `normalization`, `action_chunking`, `name`)
-that go to the sidecar. The artifact's exported function wraps `step` so that it takes and returns
+and its descriptive fields (`stochastic`, `normalization`, `action_chunking`, `name`), which go to
+the sidecar. The artifact's exported function wraps `step` so that it takes and returns
 the carry as a flat tuple of leaves and splits the key itself (see robojax.deploy.artifact); the
 controller then stays the same for every policy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from robojax.deploy.artifact import (
@@ -36,41 +34,9 @@ from robojax.deploy.artifact import (
     sha256_file,
     sha256_tree,
 )
+from robojax.policy import Policy
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
-
-
-@runtime_checkable
-class ExportablePolicy(Protocol):
-    """What `export_policy` needs from a learner's policy (C5)."""
-
-    def init_carry(self) -> Any: ...
-
-    def step(self, carry: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicyFunctions:
-    """A ready-made ExportablePolicy from two functions and the sidecar's descriptive fields.
-
-    normalization: the statistics the step applies (recorded for people and tools; the step itself
-      must apply them), e.g. {"observation": {"mean": [...], "std": [...], "clip": 10.0}}.
-    action_chunking: {"chunk_length": H, "executed_steps": k} for chunked policies (one action per
-      call either way: the step indexes into its chunk through the carry).
-    """
-
-    step_fn: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
-    init_carry_fn: Callable[[], Any] = lambda: ()
-    stochastic: bool = False
-    normalization: Mapping[str, Any] | None = None
-    action_chunking: Mapping[str, Any] | None = None
-    name: str = ""
-
-    def init_carry(self) -> Any:
-        return self.init_carry_fn()
-
-    def step(self, carry: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
-        return self.step_fn(carry, obs, key)
 
 
 def _key_name(entry: Any) -> str:
@@ -104,7 +70,7 @@ def _check_platforms(platforms: Sequence[str]) -> tuple[str, ...]:
     return platforms
 
 
-def flat_step(policy: ExportablePolicy, carry_treedef) -> Callable:
+def flat_step(policy: Policy, carry_treedef) -> Callable:
     """The artifact's signature around `policy.step`: (carry leaves, obs, key) -> (action, leaves, next key)."""
 
     def step(carry_leaves, obs, key):
@@ -123,7 +89,7 @@ def flat_step(policy: ExportablePolicy, carry_treedef) -> Callable:
 
 
 def export_policy(
-    policy: ExportablePolicy,
+    policy: Policy,
     out_dir: str | os.PathLike,
     *,
     observation_spec: Any,
@@ -141,8 +107,15 @@ def export_policy(
       an already computed {"path":..., "sha256":...} record.
     Returns the absolute artifact path.
     """
-    if not isinstance(policy, ExportablePolicy):
-        raise TypeError(f"{type(policy).__name__} is not an ExportablePolicy: it needs init_carry() and step(carry, obs, key)")
+    if not isinstance(policy, Policy):
+        raise TypeError(
+            f"export_policy takes a robojax.policy.Policy, got {type(policy).__name__}; wrap the functions as"
+            " Policy(init_carry=..., step=..., name=...)"
+        )
+    if policy.batch_size is not None:
+        raise ValueError(
+            f"policy {policy.name!r} is batched for {policy.batch_size} envs; export the policy of one observation"
+        )
     obs_spec = Spec.coerce(observation_spec, "observation_spec")
     act_spec = Spec.coerce(action_spec, "action_spec")
     platforms = _check_platforms(platforms)
@@ -193,10 +166,10 @@ def export_policy(
         with open(os.path.join(staging, STEP_FILE), "wb") as f:
             f.write(bytes(blob))
         np.savez(os.path.join(staging, CARRY_FILE), **{f"carry_{i}": leaf for i, leaf in enumerate(leaves)})
-        chunking = dict(getattr(policy, "action_chunking", None) or {"chunk_length": 1, "executed_steps": 1})
+        chunking = dict(policy.action_chunking or {"chunk_length": 1, "executed_steps": 1})
         sidecar = {
             "format": FORMAT,
-            "name": getattr(policy, "name", "") or "",
+            "name": policy.name or "",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "jax_version": jax.__version__,
             "jaxlib_version": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
@@ -210,8 +183,8 @@ def export_policy(
             "action_spec": act_spec.to_dict(),
             "control_dt": control_dt,
             "control_rate_hz": 1.0 / control_dt,
-            "stochastic": bool(getattr(policy, "stochastic", False)),
-            "normalization": _json_ready(getattr(policy, "normalization", None)),
+            "stochastic": bool(policy.stochastic),
+            "normalization": _json_ready(policy.normalization),
             "action_chunking": _json_ready(chunking),
             "carry": carry_desc,
             "key": {"shape": list(key_data.shape), "dtype": key_data.dtype.name,

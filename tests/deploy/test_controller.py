@@ -27,7 +27,8 @@ from robojax.deploy.controller import (
 from robojax.drivers.client import RobotClient, RobotTimeout
 from robojax.drivers.sim_robot import SimRobotServer
 from robojax.envs.core import ArraySpec
-from robojax.export import PolicyFunctions, export_policy
+from robojax.export import export_policy
+from robojax.policy import Policy
 
 OBS_SPEC = ArraySpec((24,), np.float32, name="observation")
 ACT_SPEC = ArraySpec((3,), np.float32, -1.0, 1.0, name="action")
@@ -39,7 +40,7 @@ def artifact(tmp_path_factory):
     def step(carry, obs, key):
         return jnp.tanh(W @ obs), carry
 
-    return export_policy(PolicyFunctions(step, name="linear"), tmp_path_factory.mktemp("a") / "linear",
+    return export_policy(Policy(lambda: (), step, name="linear"), tmp_path_factory.mktemp("a") / "linear",
                          observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.04)
 
 
@@ -163,7 +164,7 @@ def test_policy_failure_stops_the_robot(tmp_path):
     def step(carry, obs, key):
         return jnp.log(obs[:3] - 1e6), carry  # NaN
 
-    out = export_policy(PolicyFunctions(step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
+    out = export_policy(Policy(lambda: (), step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
                         control_dt=0.04)
     policy = deploy.load(out, warmup=False)
     with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
@@ -176,7 +177,7 @@ def test_policy_failure_stops_the_robot(tmp_path):
 
 
 def test_mismatched_robot_is_refused_before_anything_moves(tmp_path):
-    out = export_policy(PolicyFunctions(lambda c, o, k: (o[:3], c)), tmp_path / "small",
+    out = export_policy(Policy(lambda: (), lambda c, o, k: (o[:3], c)), tmp_path / "small",
                         observation_spec=ArraySpec((5,), np.float32), action_spec=ACT_SPEC, control_dt=0.04)
     with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
             RobotClient(server.address, timeout_s=0.5) as client:

@@ -21,7 +21,8 @@ import robojax  # noqa: F401
 from robojax.data.episodes import load_episodes
 from robojax.drivers.client import RobotClient
 from robojax.envs.core import ArraySpec
-from robojax.export import PolicyFunctions, export_policy
+from robojax.export import export_policy
+from robojax.policy import Policy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RATE_HZ = 10.0  # the call timeout is half a period: 50 ms, generous for a loaded CI machine
@@ -31,7 +32,7 @@ W = np.random.default_rng(0).normal(size=(3, 24)).astype(np.float32) * 0.3
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    return export_policy(PolicyFunctions(lambda c, o, k: (jnp.tanh(W @ o), c), name="linear"),
+    return export_policy(Policy(lambda: (), lambda c, o, k: (jnp.tanh(W @ o), c), name="linear"),
                          tmp_path_factory.mktemp("a") / "linear",
                          observation_spec=ArraySpec((24,), np.float32, name="observation"),
                          action_spec=ArraySpec((3,), np.float32, -1.0, 1.0, name="action"), control_dt=0.04)

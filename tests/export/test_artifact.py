@@ -13,7 +13,8 @@ import robojax  # noqa: F401
 import robojax.deploy as deploy
 from robojax.deploy.artifact import CARRY_FILE, SIDECAR, STEP_FILE, ArtifactError
 from robojax.envs.core import ArraySpec
-from robojax.export import ExportablePolicy, PolicyFunctions, export_policy
+from robojax.export import export_policy
+from robojax.policy import Policy
 
 OBS, HIDDEN, ACT = 5, 8, 3
 OBS_SPEC = ArraySpec((OBS,), np.float32, name="observation")
@@ -30,23 +31,28 @@ def _weights(seed=0):
     }
 
 
-class TinyRecurrentPolicy:
+def tiny_recurrent_policy(w) -> Policy:
     """h' = tanh(W x + U h + b), a = tanh(V h'); the carry also counts steps (an int leaf)."""
 
-    stochastic = False
-    action_chunking = {"chunk_length": 1, "executed_steps": 1}
-    name = "tiny_recurrent"
-
-    def __init__(self, w):
-        self.w = w
-
-    def init_carry(self):
+    def init_carry():
         return {"h": jnp.zeros(HIDDEN, jnp.float32), "t": jnp.zeros((), jnp.int32)}
 
-    def step(self, carry, obs, key):
-        w = self.w
+    def step(carry, obs, key):
         h = jnp.tanh(w["W"] @ obs + w["U"] @ carry["h"] + w["b"])
         return jnp.tanh(w["V"] @ h), {"h": h, "t": carry["t"] + 1}
+
+    return Policy(init_carry, step, name="tiny_recurrent", stochastic=False,
+                  action_chunking={"chunk_length": 1, "executed_steps": 1})
+
+
+class DuckTypedPolicy:
+    """Has init_carry/step methods but is no robojax.policy.Policy: export_policy refuses it."""
+
+    def init_carry(self):
+        return ()
+
+    def step(self, carry, obs, key):
+        return obs[:ACT], carry
 
 
 def _reference(w, observations):
@@ -60,7 +66,7 @@ def _reference(w, observations):
 @pytest.fixture(scope="module")
 def recurrent_artifact(tmp_path_factory):
     out = tmp_path_factory.mktemp("art") / "recurrent"
-    export_policy(TinyRecurrentPolicy(_weights()), out, observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
+    export_policy(tiny_recurrent_policy(_weights()), out, observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
                   control_dt=0.04, metadata={"purpose": "test"}, platforms=("cpu", "cuda"),
                   source_checkpoint=None)
     return str(out)
@@ -73,7 +79,7 @@ def _copy(src, tmp_path, name="copy"):
 
 
 def test_protocol_and_sidecar(recurrent_artifact):
-    assert isinstance(TinyRecurrentPolicy(_weights()), ExportablePolicy)
+    assert isinstance(tiny_recurrent_policy(_weights()), Policy)
     with open(os.path.join(recurrent_artifact, SIDECAR)) as f:
         side = json.load(f)
     assert side["platforms"] == ["cpu", "cuda"]
@@ -110,7 +116,7 @@ def test_stochastic_policy_key_is_seeded(tmp_path):
     def step(carry, obs, key):
         return jnp.clip(jnp.tanh(obs[:ACT]) + 0.3 * jax.random.normal(key, (ACT,)), -1, 1), carry
 
-    out = export_policy(PolicyFunctions(step, stochastic=True), tmp_path / "noisy", observation_spec=OBS_SPEC,
+    out = export_policy(Policy(lambda: (), step, stochastic=True), tmp_path / "noisy", observation_spec=OBS_SPEC,
                         action_spec=ACT_SPEC, control_dt=0.1)
     obs = np.zeros(OBS, np.float32)
     a = deploy.load(out, seed=3)
@@ -129,7 +135,7 @@ def test_observation_validation_and_action_bounds(tmp_path):
     def step(carry, obs, key):
         return 5.0 * obs[:ACT], carry  # leaves the [-1, 1] box: the loader clips
 
-    out = export_policy(PolicyFunctions(step), tmp_path / "wide", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
+    out = export_policy(Policy(lambda: (), step), tmp_path / "wide", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
                         control_dt=0.1)
     policy = deploy.load(out)
     np.testing.assert_array_equal(policy(np.array([1, -1, 0.1, 0, 0], np.float32)), [1, -1, 0.5])
@@ -144,7 +150,7 @@ def test_nonfinite_action_raises(tmp_path):
     def step(carry, obs, key):
         return jnp.log(obs[:ACT]), carry  # NaN for negative inputs
 
-    out = export_policy(PolicyFunctions(step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
+    out = export_policy(Policy(lambda: (), step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
                         control_dt=0.1)
     policy = deploy.load(out, warmup=False)
     with pytest.raises(deploy.PolicyOutputError, match="non-finite"):
@@ -152,17 +158,19 @@ def test_nonfinite_action_raises(tmp_path):
 
 
 def test_export_rejects_bad_policies(tmp_path):
-    batched = PolicyFunctions(lambda c, o, k: (jnp.zeros((1, ACT)), c))
+    batched = Policy(lambda: (), lambda c, o, k: (jnp.zeros((1, ACT)), c))
     with pytest.raises(ValueError, match="unbatched"):
         export_policy(batched, tmp_path / "a", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)
-    carry_changes = PolicyFunctions(lambda c, o, k: (o[:ACT], (c, c)), init_carry_fn=lambda: jnp.zeros(2))
+    carry_changes = Policy(lambda: jnp.zeros(2), lambda c, o, k: (o[:ACT], (c, c)))
     with pytest.raises(ValueError, match="carry"):
         export_policy(carry_changes, tmp_path / "b", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)
     with pytest.raises(ValueError, match="platforms"):
-        export_policy(PolicyFunctions(lambda c, o, k: (o[:ACT], c)), tmp_path / "c", observation_spec=OBS_SPEC,
+        export_policy(Policy(lambda: (), lambda c, o, k: (o[:ACT], c)), tmp_path / "c", observation_spec=OBS_SPEC,
                       action_spec=ACT_SPEC, control_dt=0.1, platforms=("gpu",))
-    assert not any(p.name.startswith(("a", "b", "c")) for p in tmp_path.iterdir())  # no half-written dirs
-    ok = PolicyFunctions(lambda c, o, k: (o[:ACT], c))
+    with pytest.raises(TypeError, match="robojax.policy.Policy"):
+        export_policy(DuckTypedPolicy(), tmp_path / "e", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)
+    assert not any(p.name.startswith(("a", "b", "c", "e")) for p in tmp_path.iterdir())  # no half-written dirs
+    ok = Policy(lambda: (), lambda c, o, k: (o[:ACT], c))
     export_policy(ok, tmp_path / "d", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)
     with pytest.raises(FileExistsError, match="overwrite"):
         export_policy(ok, tmp_path / "d", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)

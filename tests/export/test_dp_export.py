@@ -16,8 +16,17 @@ import robojax.deploy as deploy
 from robojax.agents.diffusion_policy import learner, rti
 from robojax.agents.diffusion_policy import train as dp_train
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig, to_dict
-from robojax.agents.diffusion_policy.export import export_diffusion_policy, load_dp_source, source_from_train_state
+from robojax.agents.diffusion_policy.export import (
+    export_diffusion_policy,
+    load_dp_source,
+    make_policy,
+    receding_horizon_policy,
+    source_from_train_state,
+)
+from robojax.envs import Env, EnvState, EpisodeStatistics, TimeLimit, VmapWrapper
 from robojax.envs.core import ArraySpec
+from robojax.evaluation import make_episode_evaluator
+from robojax.policy import batch_policy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OBS_DIM, ACT_DIM, GRIPPER = 5, 3, 2
@@ -177,3 +186,55 @@ def test_saved_run_and_cli(state, tmp_path):
     ddpm = InferenceConfig(inference="ddpm", ddim_steps=5, action_steps=4)
     policy = deploy.load(out, seed=0)
     np.testing.assert_allclose(np.stack([policy(o) for o in obs]), _reference(state, ddpm, obs, seed=0), **TOL)
+
+
+class Drift(Env):
+    """obs' = 0.9 obs + (action, 0, 0): a cheap env of the toy policy's shapes."""
+
+    @property
+    def observation_spec(self):
+        return OBS_SPEC
+
+    @property
+    def action_spec(self):
+        return ACT_SPEC
+
+    def reset(self, key):
+        obs_key, rng = jax.random.split(key)
+        obs = jax.random.normal(obs_key, (OBS_DIM,))
+        return EnvState(physics=(), obs=obs, reward=jnp.zeros(()), terminated=jnp.zeros((), bool),
+                        truncated=jnp.zeros((), bool), info={"success": jnp.zeros((), bool)}, rng=rng)
+
+    def step(self, state, action):
+        obs = 0.9 * state.obs + jnp.pad(action, (0, OBS_DIM - ACT_DIM))
+        return state.replace(obs=obs, reward=-jnp.sum(obs ** 2), info={"success": jnp.sum(obs ** 2) < 1.0})
+
+
+def test_policy_batches_on_one_replan_clock_and_runs_in_the_evaluator(state):
+    """The exported Policy's batched form is the learner's shared-clock batch (not a vmap of the
+    single-env step, whose per-env replan cond would run the denoiser every step)."""
+    policy = make_policy(source_from_train_state(state, OBS_SPEC, ACT_SPEC, env="toy"), RTI)
+    reference = learner.make_policy(state.ema_params, state.normalizers, CONFIG, RTI, OBS_DIM, ACT_DIM,
+                                    action_low=ACT_SPEC.low, action_high=ACT_SPEC.high, batch_size=3)
+    assert policy.evals_per_action == reference.nfe["per_action"] == pytest.approx(3 / 8)
+    assert policy.executed_steps == 8 and policy.extras["nfe"] == reference.nfe
+    batched = batch_policy(policy, 3)
+    assert batched.batch_size == 3 and batched.name == policy.name
+    carry, ref_carry = batched.init_carry(), reference.init_carry()
+    assert carry.index.shape == ()  # one clock for the batch
+    obs = jnp.asarray(_observations(3))
+    for t, key in enumerate(_keys(4, 10)):  # through the cold plan, steps from the chunk, and a warm replan
+        action, carry = jax.jit(batched.step)(carry, obs + t, key)
+        want, ref_carry = jax.jit(reference.step)(ref_carry, obs + t, key)
+        np.testing.assert_allclose(action, want, **TOL)
+    assert int(carry.index) == 2  # replanned at call 8
+
+    env = VmapWrapper(EpisodeStatistics(TimeLimit(Drift(), 12)), 3)
+    def build(params):  # what a training loop evaluates: EMA parameters and normalisers as jit arguments
+        ema, normalizers = params
+        return receding_horizon_policy(ema, normalizers, CONFIG, RTI, OBS_SPEC, ACT_SPEC)
+
+    run = make_episode_evaluator(env, build, episode_length=12)
+    out = jax.device_get(run((state.ema_params, state.normalizers), jax.random.PRNGKey(0)))
+    assert out["length"].tolist() == [12, 12, 12] and out["truncated"].all()
+    assert np.isfinite(out["return"]).all() and (out["return"] < 0).all()

@@ -35,7 +35,7 @@ from robojax.agents.diffusion_policy import learner
 from robojax.agents.diffusion_policy import train as dp_train
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, to_dict
 from robojax.envs.core import ArraySpec
-from robojax.export import PolicyFunctions
+from robojax.policy import Policy
 
 
 @dataclasses.dataclass
@@ -126,9 +126,8 @@ def load_dp_source(path: str | os.PathLike, *, step: int | None = None) -> DPSou
     )
 
 
-def action_chunking(source: DPSource, inference: InferenceConfig, policy: learner.Policy) -> dict:
+def action_chunking(config: DiffusionPolicyConfig, inference: InferenceConfig, policy: learner.Policy) -> dict:
     """The sidecar's description of the chunked policy: horizons, inference mode, step lists, NFE."""
-    config = source.config
     _, cold_method, _, warm_method = learner.inference_timesteps(config, inference)
     return {
         "chunk_length": config.pred_horizon,  # Tp
@@ -147,26 +146,68 @@ def action_chunking(source: DPSource, inference: InferenceConfig, policy: learne
     }
 
 
-def make_policy(source: DPSource, inference: InferenceConfig) -> PolicyFunctions:
-    """The single-env receding-horizon Diffusion Policy as an ExportablePolicy (learner.make_policy's step)."""
-    inference.check_against(source.config)
-    spec = source.action_spec
-    policy = learner.make_policy(
-        jax.tree.map(jnp.asarray, source.params),
-        source.normalizers,
-        source.config,
-        inference,
-        source.observation_spec.shape[0],
-        spec.shape[0],
-        action_low=np.broadcast_to(spec.low, spec.shape),
-        action_high=np.broadcast_to(spec.high, spec.shape),
+def receding_horizon_policy(
+    params: Any,
+    normalizers: learner.Normalizers,
+    config: DiffusionPolicyConfig,
+    inference: InferenceConfig,
+    observation_spec: ArraySpec,
+    action_spec: ArraySpec,
+    *,
+    name: str = "",
+) -> Policy:
+    """learner.make_policy's single-env step as a Policy; traceable (params may be jit arguments),
+    so a training loop can rebuild it inside one compiled evaluator.
+
+    Its `batched(n)` is learner.make_policy(batch_size=n): n envs replanning on one shared clock, so a
+    batch runs the denoiser only on replanning steps (a vmap of the single-env step would run it on
+    every step, its `lax.cond` becoming a select).
+    """
+    inference.check_against(config)
+    dtype = action_spec.dtype
+
+    def learner_policy(batch_size):
+        return learner.make_policy(
+            params, normalizers, config, inference, observation_spec.shape[0], action_spec.shape[0],
+            action_low=np.broadcast_to(action_spec.low, action_spec.shape),
+            action_high=np.broadcast_to(action_spec.high, action_spec.shape),
+            batch_size=batch_size,
+        )
+
+    def cast(step):
+        def cast_step(carry, obs, key):
+            action, carry = step(carry, obs, key)
+            return action.astype(dtype), carry
+
+        return cast_step
+
+    policy = learner_policy(None)
+    single = Policy(
+        init_carry=policy.init_carry,
+        step=cast(policy.step),
+        name=name,
+        stochastic=config.objective == "diffusion",
+        action_chunking=action_chunking(config, inference, policy),
+        evals_per_action=policy.nfe["per_action"],
+        extras={"nfe": dict(policy.nfe), "plan": policy.plan},
     )
-    dtype = spec.dtype
 
-    def step(carry, obs, key):
-        action, carry = policy.step(carry, obs, key)
-        return action.astype(dtype), carry
+    def batched(n: int) -> Policy:
+        shared_clock = learner_policy(int(n))
+        return dataclasses.replace(single, init_carry=shared_clock.init_carry, step=cast(shared_clock.step),
+                                   batched=None, batch_size=int(n), extras={**single.extras, "plan": shared_clock.plan})
 
+    return dataclasses.replace(single, batched=batched)
+
+
+def make_policy(source: DPSource, inference: InferenceConfig) -> Policy:
+    """The single-env receding-horizon Diffusion Policy of `source` as a Policy, with its normalisers
+    recorded for the sidecar (see `receding_horizon_policy`)."""
+    mode = inference.inference if source.config.objective == "diffusion" else "mse"
+    policy = receding_horizon_policy(
+        jax.tree.map(jnp.asarray, source.params), source.normalizers, source.config, inference,
+        source.observation_spec, source.action_spec, name=f"diffusion_policy_{source.env or 'policy'}_{mode}",
+    )
     arrays = source.normalizers.to_arrays()
     normalization = {
         "observation": {
@@ -180,15 +221,7 @@ def make_policy(source: DPSource, inference: InferenceConfig) -> PolicyFunctions
             "formula": "model space [-1, 1] <- min/max of the dataset; discrete dims sign-binarised when executed",
         },
     }
-    mode = inference.inference if source.config.objective == "diffusion" else "mse"
-    return PolicyFunctions(
-        step_fn=step,
-        init_carry_fn=policy.init_carry,
-        stochastic=source.config.objective == "diffusion",
-        normalization=normalization,
-        action_chunking=action_chunking(source, inference, policy),
-        name=f"diffusion_policy_{source.env or 'policy'}_{mode}",
-    )
+    return dataclasses.replace(policy, normalization=normalization)
 
 
 def export_diffusion_policy(

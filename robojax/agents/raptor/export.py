@@ -31,7 +31,7 @@ import numpy as np
 
 from robojax.agents.raptor import student as S
 from robojax.envs.core import ArraySpec
-from robojax.export import PolicyFunctions
+from robojax.policy import Policy
 
 RUN_FORMAT = "robojax.raptor/1"  # robojax.agents.raptor.train.FORMAT (not imported: it pulls in the SAC loop)
 NPZ_FORMAT = "robojax.raptor.student_npz/1"
@@ -172,8 +172,8 @@ def recurrent_state(source: RaptorSource) -> dict:
             "initial": "the stored initial_hidden_state parameter h0, restored by reset()"}
 
 
-def make_policy(source: RaptorSource) -> PolicyFunctions:
-    """The student as an ExportablePolicy: carry = GRU hidden state [16] (or () for the ablation)."""
+def make_policy(source: RaptorSource) -> Policy:
+    """The student as a Policy: carry = GRU hidden state [16] (or () for the ablation)."""
     params = jax.tree.map(jnp.asarray, source.params)
     fns = S.student_functions(source.kind)
 
@@ -194,9 +194,9 @@ def make_policy(source: RaptorSource) -> PolicyFunctions:
             action, _ = fns.step(params, S.initial_carry(()), obs.astype(jnp.float32))
             return action.astype(jnp.float32), carry
 
-    return PolicyFunctions(step_fn=step, init_carry_fn=init_carry, stochastic=False,
-                           action_chunking={"chunk_length": 1, "executed_steps": 1},
-                           name=f"raptor_{'student' if source.kind == 'gru' else 'feedforward'}")
+    return Policy(init_carry=init_carry, step=step, stochastic=False,
+                  action_chunking={"chunk_length": 1, "executed_steps": 1}, evals_per_action=1,
+                  name=f"raptor_{'student' if source.kind == 'gru' else 'feedforward'}")
 
 
 def export_raptor_student(

@@ -1,4 +1,4 @@
-"""SAC -> policy artifact: an ExportablePolicy from a TrainState, a saved policy or a checkpoint.
+"""SAC -> policy artifact: a robojax.policy.Policy from a TrainState, a saved policy or a checkpoint.
 
 SAC's actor is stateless (carry `()`); the observation normaliser's statistics are folded into the
 exported step as constants, and recorded in the sidecar. The deterministic policy is tanh(mean),
@@ -29,7 +29,7 @@ from robojax.agents.sac.networks import deterministic_action, make_networks, sam
 from robojax.data import normalizer
 from robojax.data.normalizer import RunningMeanStd
 from robojax.envs.core import ArraySpec
-from robojax.export import PolicyFunctions
+from robojax.policy import Policy
 
 # The normaliser's defaults (robojax.data.normalizer.normalize), recorded in the sidecar.
 _CLIP, _EPS = 10.0, 1e-6
@@ -51,8 +51,8 @@ class SACSource:
     run_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def make_policy(source: SACSource, *, deterministic: bool = True) -> PolicyFunctions:
-    """The SAC actor as an ExportablePolicy (carry `()`), normaliser and parameters baked in."""
+def make_policy(source: SACSource, *, deterministic: bool = True) -> Policy:
+    """The SAC actor as a Policy (carry `()`), normaliser and parameters baked in."""
     config = source.config
     nets = make_networks(config, source.action_spec.shape[0])
     params = jax.tree.map(jnp.asarray, source.actor_params)
@@ -84,12 +84,14 @@ def make_policy(source: SACSource, *, deterministic: bool = True) -> PolicyFunct
                 "applied": count > 0,
             }
         }
-    return PolicyFunctions(
-        step_fn=step,
+    return Policy(
+        init_carry=lambda: (),
+        step=step,
         stochastic=not deterministic,
         normalization=norm,
         action_chunking={"chunk_length": 1, "executed_steps": 1},
         name=f"sac_{source.env or 'policy'}_{'deterministic' if deterministic else 'stochastic'}",
+        evals_per_action=1,
     )
 
 

@@ -1,0 +1,107 @@
+"""The one policy type every learner hands to evaluation, export and deployment.
+
+A `Policy` is two pure, jittable functions with the parameters closed over,
+
+    init_carry() -> carry                       an episode start: () for a stateless policy, a GRU
+                                                state, the observation history and current action
+                                                chunk of a receding-horizon policy
+    step(carry, obs, key) -> (action, carry)    one executed action; key is a PRNG key (unused by
+                                                deterministic policies)
+
+plus descriptive fields that export writes to the artifact's sidecar and evaluation reports.
+`step` takes ONE observation ([obs_dim]) unless `batch_size` is set. `batch_policy(policy, n)`
+gives the [n, ...] version: the learner's own batched form when it supplies one (`batched`), else
+a `jax.vmap`. Diffusion Policy needs its own: vmapping its per-env "replan now?" `lax.cond` turns
+it into a select, which runs the full denoiser on every step of every env; its batched form
+replans all envs on one shared clock instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+Carry = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A policy as (init_carry, step) with the parameters closed over; see the module docstring.
+
+    name: a short identifier (the artifact's `name`).
+    stochastic: whether `step` draws from its key (sampling policies, diffusion).
+    normalization: the statistics `step` applies, for people and tools (the step applies them
+      itself), e.g. {"observation": {"mean": [...], "std": [...], "clip": 10.0}}.
+    action_chunking: {"chunk_length": H, "executed_steps": k, ...} for policies that plan chunks
+      (one action per call either way; the carry indexes into the chunk). None: one action per plan.
+    evals_per_action: network evaluations per executed action in steady state, where the policy
+      reports it (SAC 1; Diffusion Policy its denoiser calls per chunk / executed steps).
+    batched: `(n) -> Policy` with `batch_size=n` whose step takes obs/carry with a leading [n] axis
+      and one key for the batch; None: `batch_policy` vmaps `step`.
+    batch_size: None for a policy of one observation; n for the batched form.
+    extras: anything learner-specific worth keeping beside the policy (e.g. DP's step lists).
+    """
+
+    init_carry: Callable[[], Carry]
+    step: Callable[[Carry, jax.Array, jax.Array], tuple[jax.Array, Carry]]
+    name: str = ""
+    stochastic: bool = False
+    normalization: Mapping[str, Any] | None = None
+    action_chunking: Mapping[str, Any] | None = None
+    evals_per_action: float | None = None
+    batched: Callable[[int], "Policy"] | None = None
+    batch_size: int | None = None
+    extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def executed_steps(self) -> int:
+        """Actions executed per plan: `action_chunking["executed_steps"]`, 1 when not chunked."""
+        return int((self.action_chunking or {}).get("executed_steps", 1))
+
+
+def stateless(act: Callable[[jax.Array, jax.Array], jax.Array], **fields) -> Policy:
+    """A Policy with carry `()` from `act(obs, key) -> action`."""
+
+    def step(carry, obs, key):
+        return act(obs, key), carry
+
+    return Policy(init_carry=lambda: (), step=step, **fields)
+
+
+def batch_policy(policy: Policy, n: int) -> Policy:
+    """`policy` for a batch of n observations: its own `batched(n)` when set, else a vmap.
+
+    The vmapped step splits the batch's key into one key per env; its carry is `init_carry()`
+    broadcast to a leading [n] axis. A policy already batched for n is returned as is.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"batch_policy needs n >= 1, got {n}")
+    if policy.batch_size is not None:
+        if policy.batch_size != n:
+            raise ValueError(
+                f"policy {policy.name or ''!r} is already batched for {policy.batch_size} envs, not {n};"
+                " build it for one observation and let batch_policy batch it"
+            )
+        return policy
+    if policy.batched is not None:
+        out = policy.batched(n)
+        if out.batch_size != n:
+            raise ValueError(
+                f"policy {policy.name!r}: batched({n}) returned a policy with batch_size={out.batch_size};"
+                f" it must set batch_size={n}"
+            )
+        return out
+
+    single_step, single_init = policy.step, policy.init_carry
+
+    def init_carry():
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), single_init())
+
+    def step(carry, obs, key):
+        return jax.vmap(single_step)(carry, obs, jax.random.split(key, n))
+
+    return dataclasses.replace(policy, init_carry=init_carry, step=step, batched=None, batch_size=n)
