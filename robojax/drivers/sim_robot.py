@@ -35,7 +35,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import mujoco
 import numpy as np

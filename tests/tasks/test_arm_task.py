@@ -13,8 +13,8 @@ from robojax.tasks import arm as arm_task
 def test_gaussian_tolerance_matches_rewards_tolerance():
     x = np.concatenate([np.linspace(0.0, 1.0, 101), [0.03, 0.0300001, 0.04]]).astype(np.float32)
     for upper, margin in [(0.03, 0.4), (0.04, 0.3), (0.03, 0.35)]:
-        want = np.asarray(jax.jit(lambda v: tolerance(v, (0.0, upper), margin=margin))(x))
-        got_jnp = np.asarray(jax.jit(lambda v: arm_task.gaussian_tolerance(jnp, v, upper, margin))(x))
+        want = np.asarray(jax.jit(lambda v, upper=upper, margin=margin: tolerance(v, (0.0, upper), margin=margin))(x))
+        got_jnp = np.asarray(jax.jit(lambda v, upper=upper, margin=margin: arm_task.gaussian_tolerance(jnp, v, upper, margin))(x))
         np.testing.assert_array_equal(got_jnp, want)  # bit-identical to the env's former reward
         got_np = np.array([arm_task.gaussian_tolerance(np, float(v), upper, margin) for v in x])
         np.testing.assert_allclose(got_np, want, rtol=1e-6, atol=1e-7)

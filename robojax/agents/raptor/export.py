@@ -246,7 +246,7 @@ def export_raptor_student(
 
 # ---- dependency-free C ---------------------------------------------------------------------------
 
-def student_c_policy(params: dict) -> "c_export.CPolicy":
+def student_c_policy(params: dict):
     """The recurrent student as a generic C policy: Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4, tanh)."""
     from robojax.export import c_export
 
