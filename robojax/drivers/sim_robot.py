@@ -34,8 +34,8 @@ import collections
 import os
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import mujoco
 import numpy as np

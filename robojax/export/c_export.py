@@ -26,8 +26,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
