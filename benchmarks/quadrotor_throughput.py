@@ -80,6 +80,7 @@ def student_latency() -> dict:
     import numpy as np
 
     from robojax.agents.raptor import student as S
+    from robojax.agents.raptor.export import export_student_c
     from robojax.export import c_export
 
     params = S.init_student(jax.random.PRNGKey(0))
@@ -88,8 +89,8 @@ def student_latency() -> dict:
     cc = c_export.find_c_compiler()
     if cc is not None:
         with tempfile.TemporaryDirectory() as d:
-            c_export.export_student_c(params, d)
-            binary = c_export.compile_selftest(d, cc=cc)
+            export_student_c(params, d)
+            binary = c_export.compile_selftest(d, "raptor_student", cc=cc)
             res = c_export.run_selftest(binary, _C_STEPS.value)
         out["c"] = {"ns_per_step": res["ns_per_step"], "cpu_ns_per_step": res["cpu_ns_per_step"], "steps": res["timing_steps"],
                     "selftest_passed": res["passed"], "max_abs_error": res["max_abs_error"], "compiler": cc}

@@ -2,6 +2,7 @@
 
     python -m experiments.sim_robot_server --task=arm_reach --port=5555
     python -m experiments.sim_robot_server --task=arm_push_cube --real_time_factor=10
+    python -m experiments.sim_robot_server --task=arm_pick_place
     python -m experiments.sim_robot_server --host=0.0.0.0 --token=$(python -c 'import secrets; print(secrets.token_hex(16))')
 
 Prints the bound address (one line, "robojax sim robot server at tcp://..."), serves until SIGINT
@@ -15,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-_TASK = flags.DEFINE_enum("task", "arm_reach", ["arm_reach", "arm_push_cube"], "Which arm task to simulate.")
+_TASK = flags.DEFINE_enum("task", "arm_reach", ["arm_reach", "arm_push_cube", "arm_pick_place"], "Which arm task to simulate.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Interface to bind; anything but loopback requires --token.")
 _PORT = flags.DEFINE_integer("port", 5555, "TCP port (0: any free port).")
 _TOKEN = flags.DEFINE_string("token", None, "Shared secret clients must present (>= 16 bytes).")

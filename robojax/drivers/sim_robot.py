@@ -1,12 +1,13 @@
 """`SimRobotServer`: the Panda arm tasks simulated with C MuJoCo in real time, behind the protocol.
 
-It stands in for a real robot in tests, demos and training runs. The model, observation, reward,
-success and termination are those of `envs/arm.py` (`arm_reach`, `arm_push_cube`), and the
-controller is the same: a Cartesian end-effector delta `action[:3] * max_ee_step`, clipped to the
+It stands in for a real robot in tests, demos and training runs. The model, constants, controller,
+observation, reward, success and termination are those of `envs/arm.py` (`arm_reach`,
+`arm_push_cube`, `arm_pick_place`): both run the task classes of `robojax.tasks.arm`, here on
+numpy. The controller: a Cartesian end-effector delta `action[:3] * max_ee_step`, clipped to the
 workspace box, turned into joint-position servo targets by one damped-least-squares IK step that
-holds the gripper pointing down and pulls the redundant joint to the home posture (numpy here,
-`mj_jacSite` for the Jacobian). Neither task uses the gripper (it stays at its home control),
-so actions are 3-D; a task with `uses_gripper` would add `action[3]` (-1 closed, +1 open).
+holds the gripper pointing down and pulls the redundant joint to the home posture (`mj_jacSite`
+for the Jacobian). `arm_pick_place` uses the gripper: its actions are 4-D, `action[3]` in [-1, 1]
+(-1 closed, +1 open); the other tasks hold the gripper at its home control (3-D actions).
 
 Timing (`SimArm`):
   * A physics thread advances one MuJoCo step (`physics_dt`, 5 ms) at a time at wall-clock pace
@@ -33,67 +34,26 @@ import collections
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mujoco
 import numpy as np
 
 from robojax.drivers import protocol
 from robojax.drivers.server import DEFAULT_BIND, RobotBackend, RobotBackendError, RobotServer
+from robojax.tasks import arm as arm_task
+from robojax.tasks.arm import ARM_JOINTS
 
-TASKS = ("arm_reach", "arm_push_cube")
-ARM_JOINTS = 7
-_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
-
-
-def _tolerance(x: float, upper: float, margin: float, value_at_margin: float = 0.1) -> float:
-    """`robojax.envs.rewards.tolerance` with bounds (0, upper) and the gaussian sigmoid, in numpy."""
-    if 0.0 <= x <= upper:
-        return 1.0
-    d = (x - upper) / margin
-    scale = np.sqrt(-2.0 * np.log(value_at_margin))
-    return float(np.exp(-0.5 * (d * scale) ** 2))
-
-
-# The constants of envs/arm.py's task classes, copied so that the simulator needs neither JAX nor
-# the envs package (it starts in well under a second); tests/drivers check they stay equal.
-_ARM = dict(
-    max_ee_step=0.03,
-    workspace_low=(0.25, -0.35, 0.02),
-    workspace_high=(0.75, 0.35, 0.55),
-    ik_damping=1e-2,
-    nullspace_gain=0.5,
-    orientation_gain=1.0,
-    reset_joint_noise=0.1,
-    uses_gripper=False,
-)
-TASK_CONSTANTS = {
-    "arm_reach": dict(
-        _ARM, xml="arm_reach.xml", episode_length=100, success_radius=0.03,
-        target_low=(0.3, -0.3, 0.1), target_high=(0.7, 0.3, 0.5),
-    ),
-    "arm_push_cube": dict(
-        _ARM, xml="arm_push_cube.xml", episode_length=200, success_radius=0.04,
-        workspace_low=(0.25, -0.35, 0.015), workspace_high=(0.75, 0.35, 0.3),
-        cube_low=(0.4, -0.15), cube_high=(0.6, 0.15), goal_low=(0.35, -0.25), goal_high=(0.7, 0.25),
-        min_goal_distance=0.1, reset_joint_noise=0.03, nullspace_gain=0.1, ik_damping=3e-3,
-    ),
-}
-
-
-class _Constants:
-    def __init__(self, values: dict):
-        for k, v in values.items():
-            setattr(self, k, np.asarray(v, np.float64) if isinstance(v, tuple) else v)
+TASKS = arm_task.TASKS  # task name -> its robojax.tasks.arm class (shared with envs/arm.py)
 
 
 def model_path(task: str) -> Path:
     """The task's MJCF file, found like envs/_assets.py does (ROBOJAX_ASSETS overrides)."""
-    if task not in TASK_CONSTANTS:
+    if task not in TASKS:
         raise ValueError(f"unknown sim robot task {task!r}; choose from {', '.join(TASKS)}")
     root = Path(os.environ.get("ROBOJAX_ASSETS", Path(__file__).resolve().parents[2] / "third_party_assets"))
-    path = root / "panda_arm" / TASK_CONSTANTS[task]["xml"]
+    path = root / "panda_arm" / TASKS[task].xml
     if not path.exists():
         raise FileNotFoundError(
             f"MJCF model {path} not found; run from a source checkout or point ROBOJAX_ASSETS at"
@@ -113,9 +73,10 @@ class SimArm(RobotBackend):
     def __init__(self, task: str = "arm_reach", real_time_factor: float = 1.0, seed: int = 0,
                  control_dt: float = 0.04):
         path = model_path(task)
-        cls = _Constants(TASK_CONSTANTS[task])
+        cls = TASKS[task]
         self.task, self._cls = task, cls
         self.model = mujoco.MjModel.from_xml_path(str(path))
+        cls.tune_model(self.model)
         self.data = mujoco.MjData(self.model)
         m = self.model
         n = control_dt / m.opt.timestep
@@ -129,16 +90,18 @@ class SimArm(RobotBackend):
         self.workspace_low = np.asarray(cls.workspace_low, np.float64)
         self.workspace_high = np.asarray(cls.workspace_high, np.float64)
         self.uses_gripper = bool(cls.uses_gripper)
-        self.action_dim = 4 if self.uses_gripper else 3
-        self.obs_dim = 24 if task == "arm_reach" else 38
+        self.action_dim = cls.action_dim()
+        self.obs_dim = cls.obs_dim
         self.episode_length = int(cls.episode_length)
         self._ee = m.site("ee").id
         key = m.key("home")
         self._home_qpos, self._home_ctrl = key.qpos.copy(), key.ctrl.copy()
         self._q_low, self._q_high = m.jnt_range[:ARM_JOINTS, 0].copy(), m.jnt_range[:ARM_JOINTS, 1].copy()
         self._gripper_range = m.actuator_ctrlrange[ARM_JOINTS].copy()
-        if task == "arm_push_cube":
-            self._cube_qpos = int(m.jnt_qposadr[m.joint("cube_joint").id])
+        self._cube_qpos = self._cube_qvel = self._cube_body = None
+        if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint") >= 0:
+            joint = m.joint("cube_joint").id
+            self._cube_qpos, self._cube_qvel = int(m.jnt_qposadr[joint]), int(m.jnt_dofadr[joint])
             self._cube_body = m.body("cube").id
         self._jacp = np.zeros((3, m.nv))
         self._jacr = np.zeros((3, m.nv))
@@ -152,69 +115,64 @@ class SimArm(RobotBackend):
         self.overruns = 0  # physics steps that started > 50 ms of wall time late
         self.reset(seed)
 
-    # ---- task logic (numpy mirror of envs/arm.py) ----------------------------------------------
+    # ---- task logic (robojax.tasks.arm in numpy; the MJX env runs the same code in jax.numpy) ----
     def ee_pos(self) -> np.ndarray:
         return self.data.site_xpos[self._ee].copy()
 
+    def _read(self) -> dict:
+        d = self.data
+        cube = None if self._cube_body is None else d.xpos[self._cube_body]
+        return arm_task.read_state(d.qpos, d.qvel, d.site_xpos[self._ee], d.site_xmat[self._ee].reshape(3, 3), cube,
+                                   self._cube_qpos, self._cube_qvel)
+
     def _ik(self, target: np.ndarray) -> np.ndarray:
-        m, d, c = self.model, self.data, self._cls
-        q = d.qpos[:ARM_JOINTS]
-        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._ee)
+        mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self._ee)
         jac = np.concatenate([self._jacp, self._jacr])[:, :ARM_JOINTS]  # (6, 7)
-        rot = d.site_xmat[self._ee].reshape(3, 3)
-        rot_err = 0.5 * np.sum(np.cross(rot, _DOWN, axis=0), axis=-1)
-        twist = np.concatenate([target - d.site_xpos[self._ee], c.orientation_gain * rot_err])
-        pinv = jac.T @ np.linalg.inv(jac @ jac.T + c.ik_damping * np.eye(6))
-        dq = pinv @ twist
-        null = np.eye(ARM_JOINTS) - pinv @ jac
-        dq = dq + null @ (c.nullspace_gain * (self._home_qpos[:ARM_JOINTS] - q))
-        return np.clip(q + dq, self._q_low, self._q_high)
+        return self._cls.ik_joint_targets(np, self._read(), jac, target, self._home_qpos[:ARM_JOINTS],
+                                          self._q_low, self._q_high)
 
     def _set_ctrl(self, target: np.ndarray) -> None:
         self.data.ctrl[:ARM_JOINTS] = self._ik(target)
         self.data.ctrl[ARM_JOINTS] = self._grip
 
     def _sample_initial(self, rng: np.random.Generator):
+        """(qpos, ctrl, mocap_pos, episode): the reset distribution of envs/arm.py, drawn with numpy."""
         c = self._cls
         noise = c.reset_joint_noise * rng.uniform(-1.0, 1.0, ARM_JOINTS)
         qpos = self._home_qpos.copy()
         qpos[:ARM_JOINTS] += noise
         ctrl = self._home_ctrl.copy()
         ctrl[:ARM_JOINTS] = qpos[:ARM_JOINTS]
-        if self.task == "arm_reach":
+        if c is arm_task.Reach:
             target = rng.uniform(c.target_low, c.target_high)
             return qpos, ctrl, target, {"target": target}
         cube_xy = rng.uniform(c.cube_low, c.cube_high)
-        angle = rng.uniform(-np.pi, np.pi)
-        dist = rng.uniform(c.min_goal_distance, 0.25)
-        goal_xy = np.clip(cube_xy + dist * np.array([np.cos(angle), np.sin(angle)]), c.goal_low, c.goal_high)
-        yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+        if c is arm_task.PushCube:
+            # Goals at least `min_goal_distance` from the cube: sample a direction and a distance.
+            angle = rng.uniform(-np.pi, np.pi)
+            dist = rng.uniform(c.min_goal_distance, c.max_goal_distance)
+            goal_xy = np.clip(cube_xy + dist * np.array([np.cos(angle), np.sin(angle)]), c.goal_low, c.goal_high)
+            cube_z, mocap = 0.025, np.array([goal_xy[0], goal_xy[1], 0.0])
+            episode = {"goal": mocap}
+        else:  # PickPlace
+            target_xy = rng.uniform(c.target_low, c.target_high)
+            cube_z, mocap = c.cube_half, np.array([target_xy[0], target_xy[1], 0.0])
+            episode = {"target": np.array([target_xy[0], target_xy[1], c.cube_half])}
+        yaw = rng.uniform(-c.max_start_yaw, c.max_start_yaw)
         i = self._cube_qpos
-        qpos[i:i + 3] = [cube_xy[0], cube_xy[1], 0.025]
+        qpos[i:i + 3] = [cube_xy[0], cube_xy[1], cube_z]
         qpos[i + 3:i + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
-        goal = np.array([goal_xy[0], goal_xy[1], 0.0])
-        return qpos, ctrl, goal, {"goal": goal}
+        return qpos, ctrl, mocap, episode
 
     def _observe(self) -> tuple[np.ndarray, float, bool, bool]:
         """(obs, reward, terminated, success) of the current physics state."""
         d, ep, c = self.data, self._episode, self._cls
         if not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
             return np.zeros(self.obs_dim, np.float32), 0.0, True, False  # diverged: terminate
-        ee = d.site_xpos[self._ee]
-        arm = [d.qpos[:ARM_JOINTS], d.qvel[:ARM_JOINTS], d.qpos[ARM_JOINTS:ARM_JOINTS + 1] * 25.0, ee]
-        if self.task == "arm_reach":
-            target = ep["target"]
-            dist = float(np.linalg.norm(target - ee))
-            obs = np.concatenate(arm + [target, target - ee])
-            return obs.astype(np.float32), _tolerance(dist, c.success_radius, 0.4), False, dist < c.success_radius
-        i, goal = self._cube_qpos, ep["goal"]
-        cube = d.xpos[self._cube_body]
-        obs = np.concatenate(arm + [cube, d.qpos[i + 3:i + 7], d.qvel[ARM_JOINTS + 2:ARM_JOINTS + 8],
-                                    goal[:2], (goal - cube)[:2], cube - ee])
-        goal_dist = float(np.linalg.norm((goal - cube)[:2]))
-        reward = 0.2 * _tolerance(float(np.linalg.norm(cube - ee)), 0.04, 0.3) + 0.8 * _tolerance(goal_dist, c.success_radius, 0.3)
-        terminated = bool(cube[0] < -0.3 or cube[0] > 0.9 or abs(cube[1]) > 0.6)
-        return obs.astype(np.float32), reward, terminated, goal_dist < c.success_radius
+        reading = self._read()
+        reward, _ = c.task_reward(np, reading, ep)
+        return (c.task_observation(np, reading, ep), float(reward), bool(c.task_terminated(np, reading, ep)),
+                bool(c.task_success(np, reading, ep)))
 
     def _fields(self) -> dict:
         obs, reward, terminated, success = self._observe()
@@ -256,10 +214,9 @@ class SimArm(RobotBackend):
 
     def _apply(self, action: np.ndarray) -> None:
         a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        self._target = np.clip(self.ee_pos() + self.max_ee_step * a[:3], self.workspace_low, self.workspace_high)
+        self._target = self._cls.ee_target(np, self.ee_pos(), a, self.max_ee_step)
         if self.uses_gripper:
-            lo, hi = self._gripper_range
-            self._grip = float(lo + (a[3] + 1.0) / 2.0 * (hi - lo))
+            self._grip = float(self._cls.gripper_ctrl(a[3], self._gripper_range))
         self._set_ctrl(self._target)
         self._substep = 0  # a command starts a new control period
         self._next_t = time.perf_counter() + self.physics_dt / self.real_time_factor

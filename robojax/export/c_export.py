@@ -1,12 +1,15 @@
-"""Export RAPTOR's recurrent student to dependency-free C (like RLtools' `checkpoint.h`).
+"""Export a small dense / GRU policy to dependency-free C (like RLtools' `checkpoint.h`).
 
-`export_student_c(params, out_dir, name)` writes three files:
+A policy is described by its layers (`CPolicy`: `Dense(kernel, bias, activation)` and
+`GRU(...)` cells, in order), read from the parameter pytree by the learner's adapter (RAPTOR:
+`robojax.agents.raptor.export.export_student_c`; a flax MLP: `dense_layers`).
+`export_policy_c(policy, out_dir, name, reference_obs, reference_actions)` writes three files:
 
-  <name>.h           sizes (#define), the state struct, the two functions' prototypes, every
-                     weight as a `static const float` array, and a reference input/output
-                     sequence (observations from reset, the JAX student's actions) for self-test
+  <name>.h           sizes (#define), the state struct (one hidden vector per GRU), the two
+                     functions' prototypes, every weight as a `static const float` array, and a
+                     reference input/output sequence (the caller's JAX policy's) for self-test
   <name>.c           `<name>_reset(<name>_state*)` and
-                     `<name>_step(<name>_state*, const float obs[22], float action[4])`:
+                     `<name>_step(<name>_state*, const float obs[OBS_SIZE], float action[ACTION_SIZE])`:
                      no malloc, no globals besides the const weights, only expf/tanhf from libm
   <name>_selftest.c  a tiny main: replays the reference sequence (exit 1 on a mismatch above
                      1e-5) and times many steps, printing `max_abs_error=` and `ns_per_step=`
@@ -17,15 +20,118 @@ Kernels are stored transposed (output-major) so the inner loops read contiguous 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import jax
 import numpy as np
+
+ACTIVATIONS = {
+    "linear": "{x}",
+    "relu": "({x} > 0.0f ? {x} : 0.0f)",
+    "tanh": "tanhf({x})",
+    "sigmoid": "(1.0f / (1.0f + expf(-{x})))",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """y = activation(x @ kernel + bias); kernel (in, out) as in flax."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+    activation: str = "linear"
+    name: str = ""
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return tuple(np.shape(self.kernel))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"kernel": np.asarray(self.kernel, np.float32).T, "bias": np.asarray(self.bias, np.float32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU:
+    """GRU cell in the RLtools / PyTorch form: gates [r, z, n], input and recurrent biases on every
+    gate, n = tanh(gi_n + r * gh_n), h' = (1 - z) n + z h. Kernels (in, 3H) and (H, 3H)."""
+
+    input_kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    input_bias: np.ndarray
+    recurrent_bias: np.ndarray
+    initial_state: np.ndarray
+    name: str = ""
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return int(np.shape(self.input_kernel)[0]), int(np.shape(self.recurrent_kernel)[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        f = lambda x: np.asarray(x, np.float32)
+        return {"input_kernel": f(self.input_kernel).T, "input_bias": f(self.input_bias),
+                "recurrent_kernel": f(self.recurrent_kernel).T, "recurrent_bias": f(self.recurrent_bias),
+                "initial_state": f(self.initial_state)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CPolicy:
+    """A feed-forward chain of `Dense` and `GRU` layers: obs -> ... -> action."""
+
+    layers: tuple
+    description: str = ""  # one line for the header comment
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ValueError("a C policy needs at least one layer")
+        size = self.layers[0].sizes[0]
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, (Dense, GRU)):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}; C export supports Dense and GRU")
+            if isinstance(layer, Dense) and layer.activation not in ACTIVATIONS:
+                raise ValueError(f"layer {i}: activation {layer.activation!r} has no C form; use one of {list(ACTIVATIONS)}")
+            if layer.sizes[0] != size:
+                raise ValueError(f"layer {i} takes {layer.sizes[0]} inputs but the previous layer gives {size}")
+            if isinstance(layer, GRU):
+                h = layer.sizes[1]
+                shapes = {"recurrent_kernel": (h, 3 * h), "input_bias": (3 * h,), "recurrent_bias": (3 * h,),
+                          "initial_state": (h,), "input_kernel": (size, 3 * h)}
+                for field, shape in shapes.items():
+                    if np.shape(getattr(layer, field)) != shape:
+                        raise ValueError(f"GRU layer {i}: {field} has shape {np.shape(getattr(layer, field))},"
+                                         f" expected {shape}")
+            elif np.shape(layer.bias) != (layer.sizes[1],):
+                raise ValueError(f"Dense layer {i}: bias shape {np.shape(layer.bias)} != ({layer.sizes[1]},)")
+            size = layer.sizes[1]
+
+    @property
+    def obs_size(self) -> int:
+        return self.layers[0].sizes[0]
+
+    @property
+    def action_size(self) -> int:
+        return self.layers[-1].sizes[1]
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(v.size for layer in self.layers for v in layer.arrays().values()))
+
+    def layer_names(self) -> list[str]:
+        return [layer.name or f"layer{i}" for i, layer in enumerate(self.layers)]
+
+
+def dense_layers(params: Mapping, names: Sequence[str], activations: Sequence[str]) -> list[Dense]:
+    """`Dense` layers from flax Dense parameters `params[name] = {"kernel", "bias"}`, in order."""
+    if len(names) != len(activations):
+        raise ValueError(f"{len(names)} layer names but {len(activations)} activations")
+    return [Dense(np.asarray(params[n]["kernel"]), np.asarray(params[n]["bias"]), a, name=n)
+            for n, a in zip(names, activations)]
+
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -57,130 +163,123 @@ def _c_array(name: str, values: np.ndarray) -> str:
     return f"static const float {name}{dims} = {{\n    {body}\n}};\n"
 
 
-def _student_module():
-    # Imported late: export/ sits below agents/ in the dependency order; only this RAPTOR-specific
-    # entry point needs the student's definition.
-    from robojax.agents.raptor import student
+def _step_body(policy: CPolicy, name: str) -> tuple[str, list[str]]:
+    """The C statements of one step, and the state struct's members."""
+    lines, members, x = [], [], "obs"
+    for k, (layer, lname) in enumerate(zip(policy.layers, policy.layer_names())):
+        n_in, n_out = layer.sizes
+        w = f"{name}_{lname}"
+        y = "action" if k == len(policy.layers) - 1 else f"y{k}"
+        if y != "action":
+            lines.append(f"    float {y}[{n_out}];")
+        if isinstance(layer, Dense):
+            act = ACTIVATIONS[layer.activation].format(x="acc")
+            lines += [
+                f"    /* {lname}: {layer.activation}(W x + b), {n_in} -> {n_out} */",
+                f"    for (j = 0; j < {n_out}; ++j) {{",
+                f"        float acc = {w}_bias[j];",
+                f"        for (i = 0; i < {n_in}; ++i) acc += {w}_kernel[j][i] * {x}[i];",
+                f"        {y}[j] = {act};",
+                "    }",
+            ]
+        else:
+            h = f"state->{lname}"
+            members.append(f"float {lname}[{n_out}];")
+            lines += [
+                f"    /* {lname}: GRU ({n_in} -> {n_out}), gates [r, z, n], input and recurrent biases on every gate */",
+                "    {",
+                f"        float gi[{3 * n_out}], gh[{3 * n_out}];",
+                f"        for (j = 0; j < {3 * n_out}; ++j) {{",
+                f"            float a = {w}_input_bias[j], b = {w}_recurrent_bias[j];",
+                f"            for (i = 0; i < {n_in}; ++i) a += {w}_input_kernel[j][i] * {x}[i];",
+                f"            for (i = 0; i < {n_out}; ++i) b += {w}_recurrent_kernel[j][i] * {h}[i];",
+                "            gi[j] = a;",
+                "            gh[j] = b;",
+                "        }",
+                f"        for (j = 0; j < {n_out}; ++j) {{",
+                f"            float r = {name}_sigmoid(gi[j] + gh[j]);",
+                f"            float z = {name}_sigmoid(gi[{n_out} + j] + gh[{n_out} + j]);",
+                f"            float n = tanhf(gi[{2 * n_out} + j] + r * gh[{2 * n_out} + j]);",
+                f"            {y}[j] = (1.0f - z) * n + z * {h}[j];",
+                "        }",
+                f"        for (j = 0; j < {n_out}; ++j) {h}[j] = {y}[j];",
+                "    }",
+            ]
+        x = y
+    if not members:
+        members.append("char unused; /* a feed-forward policy has no state; C99 forbids empty structs */")
+    return "\n".join(lines), members
 
-    return student
 
+def export_policy_c(policy: CPolicy, out_dir: str | os.PathLike, name: str, reference_obs: np.ndarray,
+                    reference_actions: np.ndarray, defines: Mapping[str, object] | None = None,
+                    header_notes: Sequence[str] = ()) -> dict[str, Path]:
+    """Write `<name>.h`, `<name>.c` and `<name>_selftest.c` into `out_dir`; returns their paths.
 
-def reference_sequence(params: dict, steps: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random observations (steps, 22) and the JAX student's actions (steps, 4), from reset."""
-    S = _student_module()
-    obs = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (steps, S.OBS_SIZE)), np.float32)
-    actions, _ = S.student_sequence(params, obs)
-    return obs, np.asarray(actions, np.float32)
-
-
-def export_student_c(params: dict, out_dir: str | os.PathLike, name: str = "raptor_student",
-                     reference_steps: int = 8, seed: int = 0) -> dict[str, Path]:
-    """Write `<name>.h`, `<name>.c` and `<name>_selftest.c` into `out_dir`; returns their paths."""
-    S = _student_module()
+    Args:
+      reference_obs, reference_actions: (T, obs) and (T, action) from the JAX policy, stepping
+        from reset; the self-test replays them.
+      defines: extra `#define <NAME>_<KEY> value` lines (e.g. HIDDEN_SIZE, CONTROL_HZ).
+      header_notes: comment lines for the header (what the observation and action mean).
+    """
     if not _NAME_RE.match(name):
         raise ValueError(f"C export name {name!r} must be a C identifier (letters, digits, _)")
-    if reference_steps < 1:
-        raise ValueError(f"reference_steps must be >= 1, got {reference_steps}")
-    n_params = S.count_parameters(params)
-    if n_params != S.PAPER_PARAMETER_COUNT:
-        raise ValueError(f"export_student_c expects the {S.PAPER_PARAMETER_COUNT}-parameter GRU student"
-                         f" (robojax.agents.raptor.student.init_student), got {n_params} parameters")
-    w = S.numpy_parameters(params)
-    obs, actions = reference_sequence(params, reference_steps, seed)
-    if not (np.all(np.isfinite(obs)) and np.all(np.isfinite(actions))
-            and all(np.all(np.isfinite(v)) for v in w.values())):
-        raise ValueError("student parameters contain NaN/inf; refusing to export them")
+    obs = np.asarray(reference_obs, np.float32)
+    actions = np.asarray(reference_actions, np.float32)
+    if obs.ndim != 2 or obs.shape[0] < 1 or obs.shape[1] != policy.obs_size:
+        raise ValueError(f"reference_obs must have shape (T >= 1, {policy.obs_size}), got {obs.shape}")
+    if actions.shape != (obs.shape[0], policy.action_size):
+        raise ValueError(f"reference_actions must have shape {(obs.shape[0], policy.action_size)}, got {actions.shape}")
+    weights = [(f"{name}_{lname}_{k}", v) for layer, lname in zip(policy.layers, policy.layer_names())
+               for k, v in layer.arrays().items()]
+    if not (np.all(np.isfinite(obs)) and np.all(np.isfinite(actions)) and all(np.all(np.isfinite(v)) for _, v in weights)):
+        raise ValueError("policy parameters or reference contain NaN/inf; refusing to export them")
     up = name.upper()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    body, members = _step_body(policy, name)
+    grus = [(lname, layer) for layer, lname in zip(policy.layers, policy.layer_names()) if isinstance(layer, GRU)]
 
-    weights = [
-        ("input_kernel", w["input_kernel"].T),                    # [16][22]
-        ("input_bias", w["input_bias"]),
-        ("gru_input_kernel", w["gru_input_kernel"].T),            # [48][16], gates r, z, n
-        ("gru_input_bias", w["gru_input_bias"]),
-        ("gru_recurrent_kernel", w["gru_recurrent_kernel"].T),    # [48][16]
-        ("gru_recurrent_bias", w["gru_recurrent_bias"]),
-        ("initial_hidden_state", w["initial_hidden_state"]),
-        ("output_kernel", w["output_kernel"].T),                  # [4][16]
-        ("output_bias", w["output_bias"]),
-    ]
     header = [
-        f"/* {name}.h: RAPTOR student policy, Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4) -> tanh.",
-        f" * {n_params} parameters. Generated by robojax.export.c_export; do not edit. */",
+        f"/* {name}.h: {policy.description or 'policy'}",
+        f" * {policy.num_parameters} parameters. Generated by robojax.export.c_export; do not edit. */",
         f"#ifndef {up}_H", f"#define {up}_H", "",
-        f"#define {up}_OBS_SIZE {S.OBS_SIZE}",
-        f"#define {up}_HIDDEN_SIZE {S.HIDDEN_SIZE}",
-        f"#define {up}_ACTION_SIZE {S.ACTION_SIZE}",
-        f"#define {up}_NUM_PARAMETERS {n_params}",
-        f"#define {up}_REFERENCE_STEPS {reference_steps}",
-        f"#define {up}_CONTROL_HZ 100", "",
-        "/* Observation: position error (3), rotation matrix row-major (9), velocity error (3),",
-        " * body angular velocity (3), previous action (4). Action: 4 motor commands in [-1, 1]. */",
-        f"typedef struct {{ float hidden[{up}_HIDDEN_SIZE]; }} {name}_state;", "",
+        f"#define {up}_OBS_SIZE {policy.obs_size}",
+        *[f"#define {up}_{k} {v}" for k, v in (defines or {}).items()],
+        f"#define {up}_ACTION_SIZE {policy.action_size}",
+        f"#define {up}_NUM_PARAMETERS {policy.num_parameters}",
+        f"#define {up}_REFERENCE_STEPS {obs.shape[0]}", "",
+        *[f"/* {line} */" for line in header_notes],
+        f"typedef struct {{ {' '.join(members)} }} {name}_state;", "",
         f"void {name}_reset({name}_state *state);",
         f"void {name}_step({name}_state *state, const float obs[{up}_OBS_SIZE], float action[{up}_ACTION_SIZE]);",
         "",
         "/* Weights; kernels are output-major: kernel[out][in]. */",
     ]
-    header += [_c_array(f"{name}_{k}", v) for k, v in weights]
+    header += [_c_array(k, v) for k, v in weights]
     header += [
-        f"/* Self-test: observations from reset and the JAX student's actions (float32). */",
+        "/* Self-test: observations from reset and the JAX policy's actions (float32). */",
         _c_array(f"{name}_reference_obs", obs),
         _c_array(f"{name}_reference_action", actions),
         f"#endif /* {up}_H */", "",
     ]
-
-    source = f"""/* {name}.c: RAPTOR student inference; no allocation, only expf/tanhf from libm. */
+    reset = "\n".join(f"    for (i = 0; i < {layer.sizes[1]}; ++i) state->{lname}[i] = {name}_{lname}_initial_state[i];"
+                      for lname, layer in grus) or "    (void)state;"
+    sigmoid = f"static float {name}_sigmoid(float x) {{ return 1.0f / (1.0f + expf(-x)); }}\n" if grus else ""
+    source = f"""/* {name}.c: policy inference; no allocation, only expf/tanhf from libm. */
 #include <math.h>
 #include "{name}.h"
 
-#define H {up}_HIDDEN_SIZE
-#define NI {up}_OBS_SIZE
-#define NA {up}_ACTION_SIZE
-
-static float {name}_sigmoid(float x) {{ return 1.0f / (1.0f + expf(-x)); }}
-
+{sigmoid}
 void {name}_reset({name}_state *state) {{
-    int i;
-    for (i = 0; i < H; ++i) state->hidden[i] = {name}_initial_hidden_state[i];
+{"    int i;" + chr(10) if grus else ""}{reset}
 }}
 
-void {name}_step({name}_state *state, const float obs[NI], float action[NA]) {{
-    float x[H], gi[3 * H], gh[3 * H], h_new[H];
+void {name}_step({name}_state *state, const float obs[{up}_OBS_SIZE], float action[{up}_ACTION_SIZE]) {{
     int i, j;
-    /* input layer: x = relu(W obs + b) */
-    for (j = 0; j < H; ++j) {{
-        float acc = {name}_input_bias[j];
-        for (i = 0; i < NI; ++i) acc += {name}_input_kernel[j][i] * obs[i];
-        x[j] = acc > 0.0f ? acc : 0.0f;
-    }}
-    /* GRU (RLtools/PyTorch form): gates [r, z, n], input and recurrent biases on every gate */
-    for (j = 0; j < 3 * H; ++j) {{
-        float a = {name}_gru_input_bias[j], b = {name}_gru_recurrent_bias[j];
-        for (i = 0; i < H; ++i) {{
-            a += {name}_gru_input_kernel[j][i] * x[i];
-            b += {name}_gru_recurrent_kernel[j][i] * state->hidden[i];
-        }}
-        gi[j] = a;
-        gh[j] = b;
-    }}
-    for (j = 0; j < H; ++j) {{
-        float r = {name}_sigmoid(gi[j] + gh[j]);
-        float z = {name}_sigmoid(gi[H + j] + gh[H + j]);
-        float n = tanhf(gi[2 * H + j] + r * gh[2 * H + j]);
-        h_new[j] = (1.0f - z) * n + z * state->hidden[j];
-    }}
-    for (j = 0; j < H; ++j) state->hidden[j] = h_new[j];
-    /* output layer: action = tanh(W h + b) */
-    for (j = 0; j < NA; ++j) {{
-        float acc = {name}_output_bias[j];
-        for (i = 0; i < H; ++i) acc += {name}_output_kernel[j][i] * h_new[i];
-        action[j] = tanhf(acc);
-    }}
+{"    (void)state;" + chr(10) if not grus else ""}{body}
 }}
 """
-
     selftest = f"""/* {name}_selftest.c: replay the reference sequence, then time the step.
  * Usage: selftest [timing_steps]   (prints max_abs_error=, ns_per_step= (wall) and
  * cpu_ns_per_step= (process CPU time); exit 1 on a mismatch above 1e-5) */
@@ -244,7 +343,7 @@ def find_c_compiler() -> str | None:
     return None
 
 
-def compile_selftest(out_dir: str | os.PathLike, name: str = "raptor_student", cc: str | None = None,
+def compile_selftest(out_dir: str | os.PathLike, name: str = "policy", cc: str | None = None,
                      flags: tuple[str, ...] = ("-O2", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror")) -> Path:
     """Compile `<name>.c` + `<name>_selftest.c` in `out_dir`; returns the binary's path."""
     cc = cc or find_c_compiler()

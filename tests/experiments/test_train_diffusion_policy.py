@@ -44,7 +44,7 @@ def test_flags_build_the_config():
         (dict(dataset=""), "--dataset=DIR"),
         (dict(dataset="d", objective="gan"), "objective must be one of"),
         (dict(dataset="d", down_dims=["32", "x"]), "--down_dims needs comma-separated integers"),
-        (dict(dataset="d", pred_horizon=10, action_horizon=8, down_dims=["8", "16", "32"]), "divisible by"),
+        (dict(dataset="d", denoiser="unet", pred_horizon=10, action_horizon=8, down_dims=["8", "16", "32"]), "divisible by"),
         (dict(dataset="d", rti_start_step=1, rti_steps=4), "rti_steps"),
     ],
 )
@@ -59,7 +59,7 @@ def test_train_then_eval_end_to_end(tmp_path):
     from robojax.agents.diffusion_policy.train import evaluate_saved_policy, train
 
     data = write_random_dataset(str(tmp_path / "data"), 10, 2, env="reacher", num_episodes=3, length=12)
-    policy = DiffusionPolicyConfig(down_dims=(8, 16), n_groups=4, diffusion_step_embed_dim=8, obs_horizon=2,
+    policy = DiffusionPolicyConfig(denoiser="unet", down_dims=(8, 16), n_groups=4, diffusion_step_embed_dim=8, obs_horizon=2,
                                    action_horizon=2, pred_horizon=4, num_train_timesteps=10, num_steps=6,
                                    warmup_steps=2, batch_size=8)
     config = TrainConfig(dataset=data, workdir=str(tmp_path / "run"), updates_per_call=3, eval_every=3,

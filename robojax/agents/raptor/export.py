@@ -242,3 +242,46 @@ def export_raptor_student(
         source_checkpoint=src,
         overwrite=overwrite,
     )
+
+
+# ---- dependency-free C ---------------------------------------------------------------------------
+
+def student_c_policy(params: dict):
+    """The recurrent student as a generic C policy: Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4, tanh)."""
+    from robojax.export import c_export
+
+    n_params = S.count_parameters(params)
+    if n_params != S.PAPER_PARAMETER_COUNT:
+        raise ValueError(f"export_student_c expects the {S.PAPER_PARAMETER_COUNT}-parameter GRU student"
+                         f" (robojax.agents.raptor.student.init_student), got {n_params} parameters")
+    w = S.numpy_parameters(params)
+    return c_export.CPolicy((
+        c_export.Dense(w["input_kernel"], w["input_bias"], "relu", name="input"),
+        c_export.GRU(w["gru_input_kernel"], w["gru_recurrent_kernel"], w["gru_input_bias"], w["gru_recurrent_bias"],
+                     w["initial_hidden_state"], name="gru"),
+        c_export.Dense(w["output_kernel"], w["output_bias"], "tanh", name="output"),
+    ), description="RAPTOR student policy, Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4) -> tanh.")
+
+
+def reference_sequence(params: dict, steps: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random observations (steps, 22) and the JAX student's actions (steps, 4), from reset."""
+    obs = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (steps, S.OBS_SIZE)), np.float32)
+    actions, _ = S.student_sequence(params, obs)
+    return obs, np.asarray(actions, np.float32)
+
+
+def export_student_c(params: dict, out_dir: str | os.PathLike, name: str = "raptor_student",
+                     reference_steps: int = 8, seed: int = 0) -> dict:
+    """Write `<name>.h`, `<name>.c` and `<name>_selftest.c` (robojax.export.c_export) into `out_dir`."""
+    from robojax.export import c_export
+
+    policy = student_c_policy(params)
+    if reference_steps < 1:
+        raise ValueError(f"reference_steps must be >= 1, got {reference_steps}")
+    obs, actions = reference_sequence(params, reference_steps, seed)
+    return c_export.export_policy_c(
+        policy, out_dir, name, obs, actions,
+        defines={"HIDDEN_SIZE": S.HIDDEN_SIZE, "CONTROL_HZ": 100},
+        header_notes=["Observation: position error (3), rotation matrix row-major (9), velocity error (3),",
+                      "body angular velocity (3), previous action (4). Action: 4 motor commands in [-1, 1]."],
+    )

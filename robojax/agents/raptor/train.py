@@ -10,7 +10,7 @@ Stages and what each leaves in `workdir`:
                 epoch), student.jsonl
   feedforward   the non-recurrent ablation distilled the same way; checkpoints/feedforward/
   evaluate      held-out results (results.json, tracking.png)
-  export        the student as C (export/) via robojax.export.c_export.export_student_c
+  export        the student as C (export/) via robojax.agents.raptor.export.export_student_c
 A finished stage writes stages/<name>.json; a rerun with the same workdir skips finished stages
 and resumes an unfinished one from its latest checkpoint. The run's config is stored in
 config.json and must match on rerun.
@@ -324,7 +324,7 @@ def run(config: RaptorConfig, workdir: str, *, progress: bool = True, checkpoint
 
     t = time.perf_counter()
     if not stage["export"].done:
-        from robojax.export.c_export import export_student_c
+        from robojax.agents.raptor.export import export_student_c
 
         out_dir = os.path.join(workdir, "export")
         exported = export_student_c(students["student"][1], out_dir)

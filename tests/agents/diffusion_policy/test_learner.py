@@ -124,7 +124,7 @@ def test_single_env_policy_step_replans_every_action_steps(point):
 
 def test_config_errors_name_the_fix():
     with pytest.raises(ValueError, match="divisible by 2"):
-        DiffusionPolicyConfig(pred_horizon=10, down_dims=(8, 16, 32))
+        DiffusionPolicyConfig(denoiser="unet", pred_horizon=10, down_dims=(8, 16, 32))
     with pytest.raises(ValueError, match="cannot exceed pred_horizon"):
         DiffusionPolicyConfig(action_horizon=20)
     with pytest.raises(ValueError, match="objective"):

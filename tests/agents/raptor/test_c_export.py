@@ -8,6 +8,7 @@ import pytest
 
 import robojax  # noqa: F401
 from robojax.agents.raptor import student as S
+from robojax.agents.raptor.export import export_student_c
 from robojax.export import c_export
 
 CC = c_export.find_c_compiler()
@@ -23,7 +24,7 @@ def _random_params(seed):
 
 def test_c_student_matches_jax_over_a_sequence(tmp_path):
     params = _random_params(0)
-    paths = c_export.export_student_c(params, tmp_path, name="raptor_student", reference_steps=50, seed=3)
+    paths = export_student_c(params, tmp_path, name="raptor_student", reference_steps=50, seed=3)
     header = paths["header"].read_text()
     assert "static const float raptor_student_gru_recurrent_kernel[48][16]" in header
     assert "#define RAPTOR_STUDENT_NUM_PARAMETERS 2084" in header
@@ -67,13 +68,13 @@ def test_freshly_initialised_student_exports_and_compiles(tmp_path):
     # zero biases and h0 at init: integral values must still be float literals ("0.0f", not "0f")
     params = S.init_student(jax.random.PRNGKey(0))
     params = jax.tree.map(lambda x: x.at[..., 0].set(1.0) if x.ndim else x, params)
-    c_export.export_student_c(params, tmp_path)
-    result = c_export.run_selftest(c_export.compile_selftest(tmp_path, cc=CC), timing_steps=10)
+    export_student_c(params, tmp_path)
+    result = c_export.run_selftest(c_export.compile_selftest(tmp_path, "raptor_student", cc=CC), timing_steps=10)
     assert result["passed"] and result["max_abs_error"] <= 1e-5 and result["cpu_ns_per_step"] > 0
 
 
 def test_export_rejects_wrong_model_and_bad_name(tmp_path):
     with pytest.raises(ValueError, match="2084"):
-        c_export.export_student_c(S.init_feedforward_student(jax.random.PRNGKey(0)), tmp_path)
+        export_student_c(S.init_feedforward_student(jax.random.PRNGKey(0)), tmp_path)
     with pytest.raises(ValueError, match="C identifier"):
-        c_export.export_student_c(S.init_student(jax.random.PRNGKey(0)), tmp_path, name="bad-name")
+        export_student_c(S.init_student(jax.random.PRNGKey(0)), tmp_path, name="bad-name")
