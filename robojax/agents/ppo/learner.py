@@ -224,7 +224,7 @@ def make_iteration(env: Env, config: PPOConfig, value_only: bool = False) -> Cal
         if value_only:  # exact zeros already; made explicit so no optimiser term can move the policy
             grads = {**grads, "policy": jax.tree.map(jnp.zeros_like, grads["policy"])}
         updates, opt_state = tx.update(grads, opt_state, params)
-        metrics["optim/grad_norm"] = optax.global_norm(grads)
+        metrics["optim/grad_norm"] = optax.tree.norm(grads)
         return (optax.apply_updates(params, updates), opt_state), metrics
 
     def iteration(state: TrainState) -> tuple[TrainState, Metrics]:
