@@ -163,6 +163,8 @@ def make_iteration(env: Env, config: PPOConfig, value_only: bool = False) -> Cal
     value_only: update the value function only (the policy loss and entropy drop out of the
     objective, so the policy's gradients, Adam moments and parameters stay exactly as they were):
     the warm-up that keeps a behaviour-cloned policy from being wrecked by a random critic.
+    Metrics are scalars; `train/episode_return` and `train/episode_success` average the training
+    episodes that ended in this rollout (NaN when none did: episodes longer than `unroll_length`).
     """
     check_env(env, config)
     networks = make_networks(config, env.action_spec)
