@@ -35,6 +35,7 @@ import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from absl import app, flags
 
 from benchmarks.machine import machine_info
+from benchmarks.targets import missing, target, targets_table
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "SAC run/policy/checkpoint dir (default: a random-init actor).")
 _CALLS = flags.DEFINE_integer("calls", 20_000, "Policy calls for the compute part.")
@@ -53,6 +54,21 @@ _PARTS = flags.DEFINE_list("parts", ["compute", "roundtrip", "loop"], "Which par
 _OUT = flags.DEFINE_string("out", "benchmarks/results/deploy", "Output path stem (.md, .json).")
 
 TARGETS = {"compute_p99_ms": 1.0, "roundtrip_p99_ms": 2.0, "loop_misses": 0}
+TARGET_LOOP = (100.0, 60.0)  # issue 6: a 100 Hz loop held for 60 s
+# Issue 6's fault-survival targets are tests, not figures of this benchmark.
+FAULT_TESTS = {
+    "fault_server_killed_mid_run": "tests/deploy/test_faults.py::test_server_killed_then_restarted",
+    "fault_server_restarted_reconnects": "tests/drivers/test_robot_env.py::test_server_killed_then_restarted_reconnects_on_reset",
+    "fault_1000_fuzzed_messages": "tests/drivers/test_server.py::test_fuzzed_messages_get_error_replies_and_server_survives",
+    "fault_wrong_token_rejected": "tests/drivers/test_server.py::test_wrong_or_missing_token_rejected",
+}
+FAULT_GOALS = {
+    "fault_server_killed_mid_run": "server killed mid-run: the controller detects it within 2 periods, sends nothing"
+                                   " further, exits non-zero with a clear message, and the episode log is readable",
+    "fault_server_restarted_reconnects": "server restarted: the driver reconnects on the next reset",
+    "fault_1000_fuzzed_messages": "1000 fuzzed malformed messages: the server answers errors and stays up",
+    "fault_wrong_token_rejected": "a wrong token is rejected",
+}
 
 
 def _percentiles(samples_ms) -> dict:
@@ -170,6 +186,44 @@ def _load() -> list[float]:
     return list(os.getloadavg())
 
 
+def targets(results: dict) -> dict:
+    """Issue 6's targets block from the saved results (see benchmarks/targets.py)."""
+    out = {}
+    goal = f"exported SAC actor at batch 1 on CPU: p99 compute latency < {TARGETS['compute_p99_ms']:g} ms"
+    if "compute" in results:
+        p99 = results["compute"]["p99_ms"]
+        out["compute_p99_ms"] = target(p99, goal, p99 < TARGETS["compute_p99_ms"],
+                                       f"{results['compute']['n']:,} calls")
+    else:
+        out["compute_p99_ms"] = missing(goal, "the compute part was not run")
+    goal = (f"loopback round trip to the sim server: p99 < {TARGETS['roundtrip_p99_ms']:g} ms"
+            " (measured: the slower of STATE and COMMAND, default scheduling)")
+    if "roundtrip" in results:
+        r = results["roundtrip"]
+        p99 = max(r["state"]["p99_ms"], r["command"]["p99_ms"])
+        out["roundtrip_p99_ms"] = target(p99, goal, p99 < TARGETS["roundtrip_p99_ms"],
+                                         f"STATE p99 {r['state']['p99_ms']:.3f} ms, COMMAND p99 {r['command']['p99_ms']:.3f} ms")
+    else:
+        out["roundtrip_p99_ms"] = missing(goal, "the roundtrip part was not run")
+    rate, seconds = TARGET_LOOP
+    goal = (f"a {rate:g} Hz control loop holds for {seconds:g} s with no deadline miss on an idle machine"
+            " (measured: deadline misses, default scheduling)")
+    if "loop" in results:
+        lp = results["loop"]
+        held = (lp["rate_hz"] == rate and lp["steps"] >= rate * seconds and lp["end_reason"] == "completed")
+        load = max(results["load_before"][0], results["load_after"][0])
+        out["loop_100_hz_60_s_no_miss"] = target(
+            lp["deadline_misses"], goal, held and lp["deadline_misses"] <= TARGETS["loop_misses"],
+            f"{lp['steps']:,} steps at {lp['rate_hz']:g} Hz, ended {lp['end_reason']}; 1-min load average up to"
+            f" {load:.1f} on {results['machine'].get('cores')} cores")
+    else:
+        out["loop_100_hz_60_s_no_miss"] = missing(goal, "the loop part was not run")
+    for name, test in FAULT_TESTS.items():
+        out[name] = missing(FAULT_GOALS[name], f"checked by the test {test}, which a benchmark run does not execute;"
+                                               " its pass/fail is in the test suite's output, not in these results")
+    return out
+
+
 def render(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -237,6 +291,8 @@ def render(results: dict) -> str:
                       " assume an idle machine."]
     if results.get("notes"):
         lines += ["", *[f"Note: {n}" for n in results["notes"]]]
+    if "targets" in results:
+        lines += ["", *targets_table(results["targets"])]
     return "\n".join(lines) + "\n"
 
 
@@ -248,7 +304,7 @@ def main(argv):
     # (openxla/xla#18608; measured here p50 ~65 us async vs ~30 us sync). Set before any computation.
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     command = "python -m " + " ".join(["benchmarks.deploy"] + sys.argv[1:])
-    results: dict = {"command": command, "machine": machine_info(), "load_before": _load(), "targets": TARGETS,
+    results: dict = {"command": command, "machine": machine_info(), "load_before": _load(),
                      "jax_cpu_enable_async_dispatch": False}
     with tempfile.TemporaryDirectory() as tmp:
         results["policy"] = make_artifact(os.path.join(tmp, "sac"))
@@ -287,6 +343,7 @@ def main(argv):
                 server.wait(10)
     results["load_after"] = _load()
     results["policy"].pop("artifact")
+    results["targets"] = targets(results)
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     with open(_OUT.value + ".json", "w") as f:
         json.dump(results, f, indent=1)

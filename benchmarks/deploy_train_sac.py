@@ -28,6 +28,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
+from benchmarks.targets import missing, target, targets_table
 
 _TASK = flags.DEFINE_enum("task", "arm_reach", ["arm_reach", "arm_push_cube"], "Simulated arm task.")
 _RTF = flags.DEFINE_float("real_time_factor", 8.0, "Simulated seconds per wall second of both sim robots.")
@@ -141,6 +142,7 @@ def main(argv):
             for e in history
         ],
     }
+    record["targets"] = targets(record)
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     tmp = _OUT.value + ".json.tmp"
     with open(tmp, "w") as f:
@@ -151,6 +153,21 @@ def main(argv):
         f.write(render(record))
     os.replace(tmp, _OUT.value + ".md")
     print(render(record))
+
+
+def targets(r: dict) -> dict:
+    """Issue 6's "training against a robot" target from the saved record (see benchmarks/targets.py)."""
+    goal = ("SAC's host actor/learner loop trains on RobotEnv over the sim robot server end to end on arm_reach"
+            " (measured: last eval return; met: the run finished its steps without error and eval return rose)")
+    if not r["evals"]:
+        return {"sac_trains_against_robot": missing(goal, f"no evaluation recorded (error: {r['error']})")}
+    first, last = r["evals"][0], r["evals"][-1]
+    finished = r["error"] is None and (r["env_steps"] or 0) >= r["config"]["total_env_steps"]
+    return {"sac_trains_against_robot": target(
+        last["return"], goal, finished and r["task"] == "arm_reach" and last["return"] > first["return"],
+        f"eval return {first['return']:.1f} at {first['env_steps']:,} steps -> {last['return']:.1f} at"
+        f" {last['env_steps']:,}; eval success {last['success']:.2f}; {r['env_steps'] or 0:,} env steps,"
+        f" error: {r['error'] or 'none'}")}
 
 
 def render(r: dict) -> str:
@@ -189,6 +206,8 @@ def render(r: dict) -> str:
     ]
     for name, s in lat:
         lines.append(f"| {name} | {s['n']} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} | {s['max_ms']:.2f} |")
+    if "targets" in r:
+        lines += ["", *targets_table(r["targets"])]
     return "\n".join(lines) + "\n"
 
 

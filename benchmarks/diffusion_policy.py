@@ -23,6 +23,7 @@ import time
 from absl import app, flags
 
 import robojax  # noqa: F401
+from benchmarks.targets import missing, target, targets_table
 
 _PUSH = flags.DEFINE_string("push_dataset", "", "arm_push_cube demos ('' skips the task).")
 _PICK = flags.DEFINE_string("pick_dataset", "", "arm_pick_place demos ('' skips the task).")
@@ -165,6 +166,73 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+TARGET_SUCCESS = {"arm_push_cube": 0.90, "arm_pick_place": 0.80}  # issue 4, Diffusion Policy success
+TARGET_SEEDS = 3
+MSE_CLEARLY_LOWER_POINTS = 10.0  # "clearly lower" on the multimodal task, read as >= 10 points
+RTI_LATENCY_VS = {"ddpm": 1 / 20, "ddim": 1 / 2}  # RTI per-action latency <= these fractions
+RTI_SUCCESS_POINTS = 5.0  # RTI success within 5 points of full DDPM
+
+
+def _best(summary: list[dict], task: str, objective: str) -> dict | None:
+    """The summary row of `task`/`objective` with the highest mean success over >= 3 seeds (else over any)."""
+    rows = [s for s in summary if s["task"] == task and s["objective"] == objective and s["success_mean"] == s["success_mean"]]
+    full = [s for s in rows if len(s["seeds"]) >= TARGET_SEEDS]
+    return max(full or rows, key=lambda s: s["success_mean"], default=None)
+
+
+def targets(result: dict) -> dict:
+    """Issue 4's targets block from the saved results (see benchmarks/targets.py)."""
+    summary, out = result.get("summary", []), {}
+    unrecorded = "episodes per seed and the demo count are not in the JSON (see the commands)"
+    for task, goal_success in TARGET_SUCCESS.items():
+        goal = (f"Diffusion Policy success >= {100 * goal_success:.0f}% on {task} (state observations, {TARGET_SEEDS}"
+                " seeds, 100 eval episodes each, <= 200 demos; measured: the best inference mode's mean)")
+        best = _best(summary, task, "diffusion")
+        if best is None:
+            out[f"{task}_success"] = missing(goal, f"no Diffusion Policy success on {task} in the results")
+            continue
+        out[f"{task}_success"] = target(
+            best["success_mean"], goal, best["success_mean"] >= goal_success and len(best["seeds"]) >= TARGET_SEEDS,
+            f"mode {best['mode']}, seeds {best['seeds']}; {unrecorded}")
+    goal = (f"the MSE baseline clearly lower than Diffusion Policy on the multimodal arm_pick_place (measured:"
+            f" best Diffusion Policy minus best MSE success, points; clearly read as >= {MSE_CLEARLY_LOWER_POINTS:g})")
+    dp, mse = _best(summary, "arm_pick_place", "diffusion"), _best(summary, "arm_pick_place", "mse")
+    if dp is None or mse is None:
+        out["mse_baseline_lower_on_arm_pick_place"] = missing(goal, "Diffusion Policy or MSE baseline not measured")
+    else:
+        gap = 100 * (dp["success_mean"] - mse["success_mean"])
+        out["mse_baseline_lower_on_arm_pick_place"] = target(
+            gap, goal, gap >= MSE_CLEARLY_LOWER_POINTS,
+            f"Diffusion Policy {100 * dp['success_mean']:.1f}% ({dp['mode']}), MSE {100 * mse['success_mean']:.1f}%"
+            f" ({mse['mode']})")
+    by = {(s["task"], s["mode"]): s for s in summary if s["objective"] == "diffusion"}
+    for task in TARGET_SUCCESS:
+        rti = by.get((task, "rti"))
+        for mode, fraction in RTI_LATENCY_VS.items():
+            name = {"ddpm": "DDPM-100", "ddim": "DDIM-10"}[mode]
+            goal = (f"RTI per-action latency at batch 1 on CPU <= 1/{round(1 / fraction)} of {name} on {task}"
+                    f" (measured: the ratio, side by side in one run)")
+            other = by.get((task, mode))
+            if rti is None or other is None:
+                out[f"{task}_rti_latency_vs_{mode}"] = missing(goal, f"RTI or {name} not measured on {task}")
+                continue
+            ratio = rti["per_action_ms_mean"] / other["per_action_ms_mean"]
+            out[f"{task}_rti_latency_vs_{mode}"] = target(
+                ratio, goal, ratio <= fraction,
+                f"RTI {rti['per_action_ms_mean']:.3f} ms/action, {name} {other['per_action_ms_mean']:.3f} ms/action")
+        goal = (f"RTI success within {RTI_SUCCESS_POINTS:g} points of full DDPM on {task}, i.e. at most that much"
+                " lower (measured: DDPM minus RTI success, points)")
+        ddpm = by.get((task, "ddpm"))
+        if rti is None or ddpm is None:
+            out[f"{task}_rti_success_vs_ddpm"] = missing(goal, f"RTI or DDPM success not measured on {task}")
+            continue
+        drop = 100 * (ddpm["success_mean"] - rti["success_mean"])
+        out[f"{task}_rti_success_vs_ddpm"] = target(
+            drop, goal, drop <= RTI_SUCCESS_POINTS,
+            f"RTI {100 * rti['success_mean']:.1f}%, DDPM {100 * ddpm['success_mean']:.1f}% (both at the same Ta)")
+    return out
+
+
 def write_results(rows, machine, commands):
     summary = []
     keys = sorted({(r["task"], r["objective"], r["mode"]) for r in rows})
@@ -186,6 +254,7 @@ def write_results(rows, machine, commands):
                            "eval_episodes": _EVAL_EPISODES.value, "rti_start_step": _RTI_START.value,
                            "rti_steps": _RTI_STEPS.value, "action_steps": _ACTION_STEPS.value or "Ta",
                            "chunked_action_steps": _CHUNKED_TA.value}}
+    result["targets"] = targets(result)
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".json.tmp", "w") as f:
         json.dump(result, f, indent=1)
@@ -230,6 +299,7 @@ def write_results(rows, machine, commands):
                 f" {100 * chunked['success_mean']:.1f}%; RTI (Ta={_ACTION_STEPS.value or 'Ta'})"
                 f" {100 * by[(task, 'rti')]['success_mean']:.1f}%."
             )
+    lines += ["", *targets_table(result["targets"])]
     with open(_OUT.value + ".md.tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(_OUT.value + ".md.tmp", _OUT.value + ".md")

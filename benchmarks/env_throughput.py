@@ -22,6 +22,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
+from benchmarks.targets import missing, target, targets_table
 
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks to measure (default: all registered).")
 _BATCH = flags.DEFINE_list("batch_sizes", ["1", "64", "1024", "4096"], "Batch sizes.")
@@ -136,6 +137,30 @@ def _measure_in_child(name: str, batch: int, scan_steps: int) -> dict | None:
     return json.loads(out.strip().splitlines()[-1])
 
 
+# Issue 2's throughput target names the cheap tasks; the arm tasks are a GPU workload (see issue 2's note).
+CHEAP_TASKS = ("cartpole_balance", "cartpole_swingup", "pendulum_swingup", "reacher")
+TARGET_BATCH = 1024
+
+
+def targets(result: dict) -> dict:
+    """Issue 2's targets block from the saved results (see benchmarks/targets.py)."""
+    out = {}
+    for task in CHEAP_TASKS:
+        goal = (f"on 2 CPU cores, batched MJX throughput of {task} beats single-thread C MuJoCo (mj_step) at batch"
+                f" {TARGET_BATCH} (measured: MJX / C steps/s)")
+        row = next((r for r in result["rows"] if r["task"] == task and r["batch"] == TARGET_BATCH), None)
+        if row is None:
+            out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = missing(goal, f"not measured by this run: `{result['command']}`")
+        elif row.get("stalled"):
+            out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = missing(goal, "the MJX run stalled (no result)")
+        else:
+            out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = target(
+                row["ratio_vs_c"], goal, row["ratio_vs_c"] > 1.0,
+                f"MJX {row['steps_per_s']:,.0f} vs C mj_step loop {row['c_mujoco_steps_per_s']:,.0f} steps/s"
+                f" ({row['ratio_vs_c_rollout']:.2f}x mujoco.rollout); {result['machine']['cores']} cores")
+    return out
+
+
 def main(argv):
     del argv
     if _CHILD.value:
@@ -213,8 +238,11 @@ def main(argv):
             f" | {r['ratio_vs_c']:.2f} | {r['c_rollout_steps_per_s']:,.0f} | {r['ratio_vs_c_rollout']:.2f}"
             f" | {r['compile_s']:.1f} | {r['state_mb_per_env']:.3f} |"
         )
+    result = {"command": command, "machine": info, "rows": rows}
+    result["targets"] = targets(result)
+    lines += ["", *targets_table(result["targets"])]
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    for ext, text in ((".md", "\n".join(lines) + "\n"), (".json", json.dumps({"command": command, "machine": info, "rows": rows}, indent=1))):
+    for ext, text in ((".md", "\n".join(lines) + "\n"), (".json", json.dumps(result, indent=1))):
         tmp = _OUT.value + ext + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)

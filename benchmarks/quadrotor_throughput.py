@@ -26,6 +26,7 @@ from absl import app, flags
 
 import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from benchmarks.machine import machine_info
+from benchmarks.targets import missing, target, targets_table
 
 _BATCH = flags.DEFINE_list("batch_sizes", ["1", "256", "4096"], "Batch sizes.")
 _TASK = flags.DEFINE_string("task", "quadrotor_hover", "quadrotor_hover or quadrotor_track.")
@@ -116,6 +117,19 @@ def student_latency() -> dict:
     return out
 
 
+def targets(payload: dict) -> dict:
+    """Issue 5's target this benchmark measures, the student's C export parity (see benchmarks/targets.py).
+
+    Issue 5's throughput target (env steps/s across all teachers) is benchmarks/raptor.py's.
+    """
+    goal = "the student's dependency-free C export matches JAX (C export parity; measured: max |C - JAX|)"
+    c = payload.get("student_latency", {}).get("c")
+    if c is None:
+        return {"c_export_parity": missing(goal, "the C export was not built or run (no C compiler?)")}
+    return {"c_export_parity": target(c["max_abs_error"], goal, bool(c["selftest_passed"]),
+                                      f"the C self-test {'passed' if c['selftest_passed'] else 'failed'}")}
+
+
 def main(argv):
     del argv
     info = machine_info()
@@ -157,6 +171,8 @@ def main(argv):
                       f" max |C - JAX| = {latency['c']['max_abs_error']:.1e} over the reference sequence."]
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     payload = {"command": command, "machine": info, "task": _TASK.value, "env": rows, "student_latency": latency}
+    payload["targets"] = targets(payload)
+    lines += ["", *targets_table(payload["targets"])]
     for ext, text in ((".md", "\n".join(lines) + "\n"), (".json", json.dumps(payload, indent=1))):
         tmp = _OUT.value + ext + ".tmp"
         with open(tmp, "w") as f:

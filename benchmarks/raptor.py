@@ -28,6 +28,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
+from benchmarks.targets import missing, target, targets_table
 from robojax.runs import write_json, write_text
 
 _COUNTS = flags.DEFINE_list("counts", ["32"], "Teacher counts to run (one full pipeline each).")
@@ -53,6 +54,7 @@ TARGET_TRACK_ERROR_M = 0.2
 H100_FP32_FLOPS = 67e12
 ASSUMED_UTILISATION = (0.05, 0.25)
 PAPER_TEACHER_STEPS = 1_000_000
+TARGET_COUNTS = (8, 16, 32, 64)  # issue 5: teacher-count scaling
 
 
 def _loadavg() -> float:
@@ -222,6 +224,63 @@ def projection(runs: list[dict], flops: dict | None) -> dict:
     return out
 
 
+def _held_out(r: dict) -> tuple[dict, str]:
+    """The headline held-out results of a run (the wide set when it has one) and where they come from."""
+    res = r.get("wide") or r["results"]
+    episodes = res["hover"]["student"].get("episodes")
+    count = f", {episodes} episodes" if episodes else ""
+    return res, (f"wide held-out set{count}" if r.get("wide") else f"oracle held-out set{count}")
+
+
+def targets(data: dict) -> dict:
+    """Issue 5's targets block from the saved results (see benchmarks/targets.py)."""
+    runs = {r["num_teachers"]: r for r in data.get("runs", []) if not r.get("failed")}
+    out = {}
+    goals = {
+        "32_teachers_under_30_min": f"on 2 CPU cores, 32 teachers trained and distilled in under {TARGET_MINUTES:g} min"
+                                    " (measured: wall-clock minutes, compilation included)",
+        "hover_success_90": f"the student survives >= {100 * TARGET_HOVER_SUCCESS:.0f}% of held-out hover episodes"
+                            " (32-teacher run; measured: success fraction)",
+        "tracking_error_under_0_2_m": f"the student tracks within {TARGET_TRACK_ERROR_M:g} m mean error on held-out"
+                                      " quadrotors (32-teacher run; measured: metres)",
+    }
+    r32 = runs.get(32)
+    if r32 is None:
+        out.update({k: missing(g, "no finished 32-teacher run in the results") for k, g in goals.items()})
+    else:
+        res, where = _held_out(r32)
+        out["32_teachers_under_30_min"] = target(r32["wall_s"] / 60, goals["32_teachers_under_30_min"],
+                                                 r32["wall_s"] / 60 < TARGET_MINUTES)
+        hover, track = res["hover"]["student"]["success"], res["track"]["student"]["position_error"]
+        out["hover_success_90"] = target(hover, goals["hover_success_90"], hover >= TARGET_HOVER_SUCCESS, where)
+        out["tracking_error_under_0_2_m"] = target(track, goals["tracking_error_under_0_2_m"],
+                                                   track < TARGET_TRACK_ERROR_M, where)
+    for n in TARGET_COUNTS:
+        goal = f"teacher-count scaling reported: wall-clock and held-out error with {n} teachers (measured: minutes)"
+        if n not in runs:
+            out[f"scaling_{n}_teachers"] = missing(goal, f"no finished {n}-teacher run in the results")
+            continue
+        res, where = _held_out(runs[n])
+        out[f"scaling_{n}_teachers"] = target(
+            runs[n]["wall_s"] / 60, goal, True,
+            f"student hover success {100 * res['hover']['student']['success']:.1f}%, track error"
+            f" {res['track']['student']['position_error']:.3f} m ({where})")
+    p = data.get("projection") or {}
+    goal = "training throughput reported in env steps/s across all teachers (measured on CPU)"
+    out["teacher_env_steps_per_s"] = (target(p["cpu_env_steps_per_s"], goal, True, p["measured_on"]) if p
+                                      else missing(goal, "no projection in the results (every run failed?)"))
+    goal = ("a projection (measured on CPU, stated as such) of 1000 teachers on one GPU"
+            " (measured: projected minutes at this budget, the pessimistic end)")
+    if "gpu_minutes_1000_teachers_this_budget" in p:
+        lo, hi = p["gpu_minutes_1000_teachers_this_budget"]
+        out["gpu_projection_1000_teachers"] = target(
+            hi, goal, True, f"a projection, not a measurement: {lo:.1f}-{hi:.1f} min for 1000 teachers x"
+            f" {p['teacher_env_steps']:,d} steps from XLA's FLOP count and an assumed GPU utilisation")
+    else:
+        out["gpu_projection_1000_teachers"] = missing(goal, "no FLOP count in the results (run without --noflops)")
+    return out
+
+
 def render(data: dict) -> str:
     m = data["machine"]
     lines = ["# RAPTOR benchmark (issue 5)", "",
@@ -333,26 +392,8 @@ def render(data: dict) -> str:
         lines += [f"### {variant['title']}", "", f"`{variant['command']}`", "", results_table(variant["results"]), ""]
         if variant.get("wide"):
             lines += ["The students alone on the wide held-out set:", "", results_table(variant["wide"]), ""]
-    lines += ["## Targets", ""]
-    for r in runs:
-        if r.get("failed") or r["num_teachers"] != 32:
-            continue
-        res = r.get("wide") or r["results"]
-        where = (f"wide held-out set, {res['hover']['student'].get('episodes', '?')} episodes" if r.get("wide")
-                 else "oracle held-out set, 32 episodes")
-        checks = [
-            ("32 teachers trained and distilled in under 30 min", f"{r['wall_s'] / 60:.1f} min",
-             r["wall_s"] / 60 < TARGET_MINUTES),
-            ("student survives >= 90% of held-out hover episodes",
-             f"{100 * res['hover']['student']['success']:.1f}% ({where})",
-             res["hover"]["student"]["success"] >= TARGET_HOVER_SUCCESS),
-            ("student mean tracking error < 0.2 m on held-out quadrotors",
-             f"{res['track']['student']['position_error']:.3f} m ({where})",
-             res["track"]["student"]["position_error"] < TARGET_TRACK_ERROR_M),
-        ]
-        lines += ["| target | measured | met |", "|---|---:|---|"]
-        lines += [f"| {a} | {b} | {'yes' if c else 'no'} |" for a, b, c in checks]
-        lines.append("")
+    if "targets" in data:
+        lines += [*targets_table(data["targets"]), ""]
     p = data.get("projection") or {}
     if p:
         lines += ["## Teacher training throughput and the 1000-teacher projection", "",
@@ -457,6 +498,9 @@ def main(argv):
         _update_survivable(data)
         os.makedirs(os.path.dirname(json_path), exist_ok=True)
         write_json(json_path, data)
+    # Every path (a run, --reparse, --record_variant, --render_only) leaves the targets block current.
+    data["targets"] = targets(data)
+    write_json(json_path, data)
     text = render(data)
     write_text(md_path, text)
     print(text)

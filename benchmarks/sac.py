@@ -16,7 +16,9 @@ gym:        gymnasium's own InvertedPendulum-v5 through the threaded host actor/
             (`host_loop.HostTrainConfig` defaults), fresh process, no compile cache: env steps and
             seconds to the first evaluation (5 episodes, deterministic policy) at return 1000.
             `python -m benchmarks.sac --parts=gym --seeds=0,1,2`
-Writes benchmarks/results/sac.md and sac.json; parts not run keep their previous results.
+Writes benchmarks/results/sac.md and sac.json; parts not run keep their previous results. The
+`targets` part's runs are stored under "time_to_threshold"; the JSON's "targets" key is the
+issue's targets block (benchmarks/targets.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
+from benchmarks.targets import missing, target, targets_table
 
 _PARTS = flags.DEFINE_list("parts", ["targets", "utd", "throughput", "gym"], "Which measurements to run.")
 _GYM_ENV = flags.DEFINE_string("gym_env", "InvertedPendulum-v5", "Gymnasium id for the host-loop part.")
@@ -50,6 +53,9 @@ _CHILD = flags.DEFINE_string("child", None, "Internal: run one training from thi
 
 THRESHOLDS = {"cartpole_balance": 900.0, "pendulum_swingup": 700.0}
 BUDGET_S = 300.0  # issue 3: within 5 minutes wall-clock including compilation
+TARGET_SEEDS = 3  # issue 3: report 3 seeds
+TARGET_UTDS = (1, 4, 16)  # issue 3: env steps to threshold vs utd_ratio
+TARGET_NUM_ENVS = (1, 16, 128)  # issue 3: on-device loop throughput
 
 
 def _config(spec: dict):
@@ -237,7 +243,7 @@ def render_markdown(results: dict) -> list[str]:
         f" lr {s['critic_lr']}, tau {s['tau']}, learning_starts {d['learning_starts']}.",
         "",
     ]
-    if "targets" in results:
+    if "time_to_threshold" in results:
         lines += [
             f"## Time to threshold (fresh process, no compile cache; eval every {results['eval_interval']} steps,"
             f" {d['eval_episodes']} episodes; budget {BUDGET_S:.0f} s)",
@@ -246,7 +252,7 @@ def render_markdown(results: dict) -> list[str]:
             " | start-up + first iteration s | eval return then |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in results["targets"]:
+        for r in results["time_to_threshold"]:
             lines.append(
                 f"| {r['env']} | {r['threshold']:.0f} | {r['seed']} | {_fmt(r.get('env_steps_to_threshold'))}"
                 f" | {_fmt(r.get('seconds_to_threshold'))}"
@@ -263,7 +269,7 @@ def render_markdown(results: dict) -> list[str]:
             "|---|---:|---:|---:|---:|---:|",
         ]
         for env in THRESHOLDS:
-            sm = _summary([r for r in results["targets"] if r["env"] == env and "best_return" in r])
+            sm = _summary([r for r in results["time_to_threshold"] if r["env"] == env and "best_return" in r])
             lines.append(
                 f"| {env} | {sm['reached']}/{len(results['seeds'])} | {sm['within_budget']}/{len(results['seeds'])}"
                 f" | {_fmt(sm['median_steps'])} | {_fmt(sm['median_seconds'])} | {_fmt(sm['max_seconds'])} |"
@@ -324,10 +330,78 @@ def render_markdown(results: dict) -> list[str]:
                 f" | {_fmt(r.get('updates'))} | {_fmt(r.get('best_return'))} |"
             )
         lines.append("")
+    if "targets" in results:
+        lines += [*targets_table(results["targets"]), ""]
     return lines
 
 
-def _write(results: dict, lines: list[str]) -> None:
+def _threshold_target(rows: list[dict], env: str, threshold: float) -> dict:
+    goal = (f"{env} eval return >= {threshold:.0f} within {BUDGET_S:.0f} s wall-clock on 2 CPU cores, compilation"
+            f" included, {TARGET_SEEDS} seeds (measured: the slowest seed's seconds to threshold)")
+    rows = [r for r in rows if r["env"] == env]
+    if not rows:
+        return missing(goal, "no time-to-threshold runs of this task in the results")
+    reached = [r for r in rows if r.get("reached")]
+    note = (f"{len(reached)}/{len(rows)} seeds reached it; env steps "
+            + "/".join(_fmt(r.get("env_steps_to_threshold")) for r in rows)
+            + ", seconds " + "/".join(_fmt(r.get("seconds_to_threshold")) for r in rows))
+    if len(reached) < len(rows):
+        return target(None, goal, False, note)
+    worst = max(r["seconds_to_threshold"] for r in rows)
+    return target(worst, goal, len(rows) >= TARGET_SEEDS and worst <= BUDGET_S, note)
+
+
+def targets(results: dict) -> dict:
+    """Issue 3's targets block from the saved results (see benchmarks/targets.py)."""
+    out = {f"{env}_{threshold:.0f}_within_5_min": _threshold_target(results.get("time_to_threshold", []), env, threshold)
+           for env, threshold in THRESHOLDS.items()}
+    for utd in TARGET_UTDS:
+        goal = f"reported: env steps to eval return >= 900 on cartpole_balance at utd_ratio {utd} (median over seeds)"
+        rows = [r for r in results.get("utd", []) if r["sac"].get("utd_ratio") == utd]
+        reached = [r["env_steps_to_threshold"] for r in rows if r.get("reached")]
+        if not rows:
+            out[f"utd_{utd}_env_steps_to_900"] = missing(goal, "utd_ratio not in the sweep's results")
+        else:
+            out[f"utd_{utd}_env_steps_to_900"] = target(
+                statistics.median(reached) if len(reached) == len(rows) else None, goal, len(reached) == len(rows),
+                f"{len(reached)}/{len(rows)} seeds reached 900")
+    gym = results.get("gym")
+    goal = "gymnasium InvertedPendulum-v5 solved (eval return 1000) through the host actor/learner loop"
+    if not gym or not gym.get("rows"):
+        out["gym_inverted_pendulum_solved"] = missing(goal, "no host-loop runs in the results")
+    else:
+        rows = gym["rows"]
+        solved = [r for r in rows if r.get("reached") and gym["env"] == "InvertedPendulum-v5" and gym["threshold"] >= 1000]
+        best = [r["best_return"] for r in rows if "best_return" in r]  # a timed-out run has none
+        out["gym_inverted_pendulum_solved"] = target(
+            min(best) if len(best) == len(rows) else None, goal, len(solved) == len(rows),
+            f"lowest best eval return over {len(rows)} seeds; {len(solved)}/{len(rows)} reached 1000, at env steps "
+            + "/".join(_fmt(r.get("env_steps_to_threshold")) for r in rows))
+    by_envs = {r["num_envs"]: r for r in results.get("throughput", [])}
+    for n in TARGET_NUM_ENVS:
+        goal = f"reported: env steps/s and gradient updates/s of the on-device loop at num_envs {n}"
+        if n not in by_envs:
+            out[f"throughput_num_envs_{n}"] = missing(goal, f"num_envs {n} not in the throughput results")
+        else:
+            r = by_envs[n]
+            out[f"throughput_num_envs_{n}"] = target(
+                r["train_env_steps_per_s"], goal, True,
+                f"env steps/s; {r['train_critic_updates_per_s']:,.0f} critic and {r['train_actor_updates_per_s']:,.0f}"
+                " actor updates/s")
+    return out
+
+
+def _migrate(results: dict) -> dict:
+    """Results saved before the targets block held the time-to-threshold runs under "targets"."""
+    if isinstance(results.get("targets"), list):
+        results["time_to_threshold"] = results.pop("targets")
+    return results
+
+
+def _write(results: dict) -> None:
+    """Add the targets block, then write the JSON and the markdown rendered from it."""
+    results["targets"] = targets(results)
+    lines = render_markdown(results)
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     for ext, text in ((".md", "\n".join(lines)), (".json", json.dumps(results, indent=1))):
         tmp = _OUT.value + ext + ".tmp"
@@ -344,10 +418,10 @@ def main(argv):
         return
     if _RENDER_ONLY.value:
         with open(_OUT.value + ".json") as f:
-            results = json.load(f)
+            results = _migrate(json.load(f))
         results.setdefault("eval_interval", _EVAL_INTERVAL.value)
         results.setdefault("seeds", [int(seed) for seed in _SEEDS.value])
-        _write(results, render_markdown(results))
+        _write(results)
         return
     from robojax.agents.sac.config import TrainConfig
 
@@ -355,11 +429,11 @@ def main(argv):
     previous = {}
     if os.path.exists(_OUT.value + ".json"):
         with open(_OUT.value + ".json") as f:
-            previous = json.load(f)
+            previous = _migrate(json.load(f))
     device_parts = [p for p in _PARTS.value if p != "gym"]
     if device_parts or not previous:
         results: dict = {
-            **{k: v for k, v in previous.items() if k in ("targets", "utd", "throughput", "gym")},
+            **{k: v for k, v in previous.items() if k in ("time_to_threshold", "utd", "throughput", "gym")},
             "command": command,
             "machine": machine_info(),
             "defaults": dataclasses.asdict(TrainConfig()),
@@ -384,11 +458,11 @@ def main(argv):
             "load_average_before_after": [load_before, os.getloadavg()],
         }
         if not device_parts:
-            _write(results, render_markdown(results))
+            _write(results)
             return
     if "targets" in _PARTS.value:
         print("time to threshold, default config:", flush=True)
-        results["targets"] = [
+        results["time_to_threshold"] = [
             threshold_run(env, int(seed), threshold) for env, threshold in THRESHOLDS.items() for seed in _SEEDS.value
         ]
     if "utd" in _PARTS.value:
@@ -406,7 +480,7 @@ def main(argv):
         results["throughput"] = [throughput(int(n)) for n in _NUM_ENVS.value]
     results["load_average_before_after"] = [load_before, os.getloadavg()]
 
-    _write(results, render_markdown(results))
+    _write(results)
 
 
 if __name__ == "__main__":
