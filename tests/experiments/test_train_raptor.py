@@ -14,7 +14,7 @@ TINY = dict(
     num_teachers=2,
     task="both",
     teacher_num_envs=2,
-    teacher_env_steps=120,
+    teacher_total_env_steps=120,
     teacher_learning_starts=40,
     teacher_steps_per_iteration=20,
     teacher_episode_length=30,
@@ -33,7 +33,7 @@ TINY = dict(
     eval_plot_quadrotors=2,
     eval_wide_quadrotors=3,
     progress_bar=False,
-    checkpoint_every=2,
+    checkpoint_interval=2,
 )
 
 

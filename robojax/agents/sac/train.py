@@ -26,7 +26,8 @@ from robojax import checkpoint as ckpt
 from robojax import logging as rlog
 from robojax import runs
 from robojax.agents.sac import learner
-from robojax.agents.sac.config import SACConfig, TrainConfig, to_dict
+from robojax.agents.sac.config import SACConfig, TrainConfig
+from robojax.config_utils import to_dict
 from robojax.data import replay
 from robojax.data.demos import load_demos
 from robojax.data.replay import ReplayBuffer, Transition
@@ -66,9 +67,10 @@ class LoopState:
 class TrainResult:
     """What a finished run reports: final evaluation, the learning curve, and where things went."""
 
-    final_eval_return: float
+    final_return: float
+    final_success: float | None  # mean of the task's success flag at the last evaluation
     eval_history: list[dict]  # one dict per evaluation: env_steps, wall_s, eval_return, ...
-    env_steps: int
+    steps: int  # env transitions collected
     wall_s: float
     first_iteration_s: float  # includes compiling the iteration
     workdir: str | None
@@ -348,9 +350,10 @@ def _train(config, make_env, workdir, checkpointer, start) -> TrainResult:
         ckpt.save_policy(os.path.join(workdir, "policy"), policy, metadata)
         rlog.plot_learning_curve(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "learning_curve.png"))
     return TrainResult(
-        final_eval_return=last_eval["eval/return"],
+        final_return=last_eval["eval/return"],
+        final_success=last_eval.get("eval/success"),
         eval_history=eval_history,
-        env_steps=env_steps,
+        steps=env_steps,
         wall_s=time.perf_counter() - start,
         first_iteration_s=first_iteration_s or 0.0,
         workdir=workdir,
