@@ -173,7 +173,8 @@ def from_dict(cls: type, values: Mapping[str, Any]) -> Any:
         if name not in names:
             raise ValueError(f"{cls.__name__} has no field {key!r}; valid fields: {', '.join(names)}")
         if name in kwargs:
-            raise ValueError(f"{cls.__name__}: both {key!r} and its new name {name!r} are given; keep {name!r}")
+            old = next(o for o, n in renames.items() if n == name and o in values)
+            raise ValueError(f"{cls.__name__}: both {old!r} and its new name {name!r} are given; keep {name!r}")
         if name in nested and isinstance(value, Mapping):
             value = from_dict(nested[name], value)
         elif isinstance(value, list):

@@ -88,3 +88,11 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "success rate" in proc.stdout and "latency per action" in proc.stdout and "network evaluations: 2 per chunk" in proc.stdout
     assert json.load(open(tmp_path / "eval.json"))["latency"]["nfe_per_chunk"] == 2
+
+
+def test_an_old_flag_names_the_new_one():
+    for old, new in (("eval_every", "eval_interval"), ("checkpoint_every", "checkpoint_interval"),
+                     ("num_steps", "total_grad_steps")):
+        with flagsaver.flagsaver(dataset="d", **{old: "5"}):
+            with pytest.raises(ValueError, match=f"--{old} was renamed --{new}"):
+                train_diffusion_policy.config_from_flags()

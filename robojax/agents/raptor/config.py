@@ -125,6 +125,7 @@ class EvalConfig:
         check_non_negative_int(self, "wide_quadrotors")
 
 
+@renamed(checkpoint_every="checkpoint_interval")  # was an argument of train.run
 @dataclasses.dataclass(frozen=True)
 class RaptorConfig:
     """A whole RAPTOR run: teachers, distillation, evaluation."""
