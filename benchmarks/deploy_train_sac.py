@@ -111,7 +111,7 @@ def main(argv):
                 env_factory=lambda: deadline_env(train_addr),
                 eval_env_factory=lambda: RobotEnv(eval_addr, autoreset=True, timeout_s=1.0),
             )
-            history, env_steps, updates, wall = result.eval_history, result.env_steps, result.updates, result.wall_s
+            history, env_steps, updates, wall = result.eval_history, result.steps, result.updates, result.wall_s
         except host_loop.HostLoopError as e:
             error, history, env_steps, updates, wall = str(e).splitlines()[0], [], None, None, time.time() - start
     finally:

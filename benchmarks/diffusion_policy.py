@@ -96,10 +96,10 @@ def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, 
     policy = DiffusionPolicyConfig(
         objective=objective, denoiser=_DENOISER.value, down_dims=tuple(int(d) for d in _DOWN_DIMS.value),
         mlp_hidden_dims=tuple(int(d) for d in _MLP_DIMS.value),
-        num_steps=_NUM_STEPS.value, batch_size=_BATCH.value, learning_rate=_LR.value,
+        total_grad_steps=_NUM_STEPS.value, batch_size=_BATCH.value, learning_rate=_LR.value,
     )
     config = TrainConfig(dataset=dataset, workdir=workdir, seed=seed, eval_env="none", updates_per_call=100,
-                         checkpoint_every=max(_NUM_STEPS.value // 2, 1), progress_bar=False, policy=policy)
+                         checkpoint_interval=max(_NUM_STEPS.value // 2, 1), progress_bar=False, policy=policy)
     start = time.perf_counter()
     train(config)
     return workdir, time.perf_counter() - start

@@ -88,7 +88,8 @@ def _settings(config: dict) -> str:
     """The settings that changed between benchmark rounds, so rows of different rounds are told apart."""
     t = config["teacher"]
     force = "yes" if t.get("observe_disturbance") else "no"
-    return f"{t['env_steps'] // 1000}k / {config['distill']['epochs']} / {force}"
+    steps = t.get("total_env_steps", t.get("env_steps"))  # env_steps: results stored before the rename
+    return f"{steps // 1000}k / {config['distill']['epochs']} / {force}"
 
 
 def _cpu_min(record: dict) -> str:
@@ -204,7 +205,8 @@ def projection(runs: list[dict], flops: dict | None) -> dict:
     # understates what the code does.
     best = max(ok, key=lambda r: r["teachers"]["env_steps_per_s"])
     rate = best["teachers"]["env_steps_per_s"]
-    steps = best["config"]["teacher"]["env_steps"]
+    teacher = best["config"]["teacher"]
+    steps = teacher.get("total_env_steps", teacher.get("env_steps"))  # env_steps: stored before the rename
     out = {
         "measured_on": f"{best['teachers']['num_teachers']} teachers trained together ({best['num_teachers']}"
                        " training + the held-out oracles), CPU",

@@ -1,6 +1,6 @@
 """RAPTOR teacher study: what makes the SAC teachers better within a CPU budget.
 
-    python -m benchmarks.raptor_teachers --variant=force_200k --settings="{'env_steps': 200000}"
+    python -m benchmarks.raptor_teachers --variant=force_200k --settings="{'total_env_steps': 200000}"
     python -m benchmarks.raptor_teachers --render_only
 
 Trains one SAC teacher on each of the 8 held-out quadrotors of the RAPTOR evaluation (seed 0, the
@@ -45,7 +45,7 @@ def run_variant(name: str, settings: dict, episodes: int) -> dict:
     held = evaluate.sample_quadrotors(0, evaluate.HELD_OUT_STREAM, 8)
     t0 = time.perf_counter()
     state = teachers.init_teachers(jax.random.PRNGKey(0), env, sac_config, held)
-    state = teachers.train_teachers(state, env, sac_config, until_env_steps=tc.env_steps)
+    state = teachers.train_teachers(state, env, sac_config, until_env_steps=tc.total_env_steps)
     out = {"name": name, "settings": _SETTINGS.value, "train_s": round(time.perf_counter() - t0),
            "updates_per_teacher": tc.iterations * tc.steps_per_iteration * sac.utd_ratio,
            "load_after": os.getloadavg()[0]}

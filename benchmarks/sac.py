@@ -85,7 +85,7 @@ def run_child(spec: dict) -> None:
         print("RESULT " + json.dumps({
             "train_start_unix": train_start,
             "first_iteration_s": 0.0,
-            "env_steps": result.env_steps,
+            "env_steps": result.steps,
             "updates": result.updates,
             "wall_s": result.wall_s,
             "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
@@ -98,7 +98,7 @@ def run_child(spec: dict) -> None:
     print("RESULT " + json.dumps({
         "train_start_unix": train_start,
         "first_iteration_s": result.first_iteration_s,
-        "env_steps": result.env_steps,
+        "env_steps": result.steps,
         "wall_s": result.wall_s,
         "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
     }), flush=True)

@@ -13,7 +13,6 @@ per executed action over `--latency_actions` actions, and separately for the cal
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import typing
@@ -22,8 +21,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 import robojax  # noqa: F401  (sets XLA CPU flags before JAX initialises)
+from experiments import flags as config_flags
 from robojax.agents.diffusion_policy.config import InferenceConfig
-from robojax.config_utils import define_compile_cache_flag, define_flags, values_from_flags
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run directory (or its policy/ directory) to evaluate.")
 _EPISODES = flags.DEFINE_integer("episodes", 100, "Evaluation episodes (0: latency only).")
@@ -33,16 +32,14 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation episodes.")
 _ENV = flags.DEFINE_string("env", "", "Env to evaluate in ('' = the dataset's env).")
 _EPISODE_LENGTH = flags.DEFINE_integer("episode_length", 0, "Control steps per episode (0: the task's own).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the results to this JSON file.")
-_COMPILE_CACHE = define_compile_cache_flag()
-
-_INFERENCE_FIELDS = tuple(dataclasses.fields(InferenceConfig))
-define_flags(_INFERENCE_FIELDS)
+_COMPILE_CACHE = config_flags.define_compile_cache_flag()
+config_flags.define_config_flags(InferenceConfig)
 
 FLAGS = flags.FLAGS
 
 
 def inference_from_flags() -> InferenceConfig:
-    return InferenceConfig(**values_from_flags(_INFERENCE_FIELDS, FLAGS))
+    return config_flags.config_from_flags(InferenceConfig)
 
 
 def run(checkpoint: str, inference: InferenceConfig, **kwargs) -> dict:

@@ -5,8 +5,8 @@
     python -m experiments.train_diffusion_policy --dataset=data/push --workdir=runs/dp_push --resume
     python -m experiments.train_diffusion_policy --dataset=data/pick --workdir=runs/mse_pick --objective=mse
 
-Every field of `TrainConfig`, `DiffusionPolicyConfig` and `InferenceConfig` is a flag of the same
-name (widths as comma-separated lists, e.g. `--down_dims=32,64,128`); the inference flags pick how
+Every field of `TrainConfig` and of its nested `DiffusionPolicyConfig` and `InferenceConfig` is a
+flag of the same name (widths as comma-separated lists, e.g. `--down_dims=32,64,128`); the inference flags pick how
 the periodic evaluation samples actions (`--inference=ddpm|ddim|rti`). The run directory receives
 checkpoints/, metrics.jsonl, tensorboard/, config.json and the final policy/ (EMA weights), which
 `python -m experiments.eval_policy --checkpoint=RUN_DIR` evaluates.
@@ -14,7 +14,6 @@ checkpoints/, metrics.jsonl, tensorboard/, config.json and the final policy/ (EM
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import typing
@@ -22,34 +21,30 @@ import typing
 from absl import app, flags
 
 import robojax  # noqa: F401  (sets XLA CPU flags before JAX initialises)
-from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
-from robojax.config_utils import define_compile_cache_flag, define_flags, start_experiment, values_from_flags
+from experiments import flags as config_flags
+from robojax.agents.diffusion_policy.config import TrainConfig
 
-_TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name not in ("policy", "inference"))
-_POLICY_FIELDS = tuple(dataclasses.fields(DiffusionPolicyConfig))
-_INFERENCE_FIELDS = tuple(dataclasses.fields(InferenceConfig))
+# The policy's and the inference settings' fields keep their plain names (--down_dims, --ddim_steps).
+_PREFIXES = {"policy": "", "inference": ""}
 
-_COMPILE_CACHE = define_compile_cache_flag()
-
-define_flags(_TRAIN_FIELDS + _POLICY_FIELDS + _INFERENCE_FIELDS)
+_COMPILE_CACHE = config_flags.define_compile_cache_flag()
+config_flags.define_config_flags(TrainConfig, prefixes=_PREFIXES)
 
 FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> TrainConfig:
     """The validated config; a run directory is made up when none is given."""
-    values = values_from_flags(_TRAIN_FIELDS, FLAGS)
-    if values["workdir"] is None:
-        name = os.path.basename(os.path.normpath(values["dataset"] or "dataset"))
-        values["workdir"] = os.path.join("runs", f"dp_{name}_{time.strftime('%Y%m%d-%H%M%S')}")
-    policy = DiffusionPolicyConfig(**values_from_flags(_POLICY_FIELDS, FLAGS))
-    inference = InferenceConfig(**values_from_flags(_INFERENCE_FIELDS, FLAGS))
-    return TrainConfig(**values, policy=policy, inference=inference)
+    overrides = {}
+    if FLAGS.workdir is None:
+        name = os.path.basename(os.path.normpath(FLAGS.dataset or "dataset"))
+        overrides["workdir"] = os.path.join("runs", f"dp_{name}_{time.strftime('%Y%m%d-%H%M%S')}")
+    return config_flags.config_from_flags(TrainConfig, prefixes=_PREFIXES, overrides=overrides)
 
 
 
 def main(argv: typing.Sequence[str]) -> None:
-    config = start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
+    config = config_flags.start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     from robojax.agents.diffusion_policy.train import train
     from robojax.checkpoint import CheckpointMismatchError
     from robojax.data.episodes import DatasetError
@@ -63,7 +58,7 @@ def main(argv: typing.Sequence[str]) -> None:
     success = "n/a" if result.final_success is None else f"{100 * result.final_success:.1f}%"
     print(
         f"final success {success} after {result.steps:,d} gradient steps in {result.wall_s:.0f} s"
-        f" (first call incl. compile {result.first_call_s:.0f} s)\n"
+        f" (first iteration incl. compile {result.first_iteration_s:.0f} s)\n"
         f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, policy/, checkpoints/)",
         flush=True,
     )

@@ -27,16 +27,16 @@ import typing
 
 from absl import app, flags
 
-from robojax.agents.sac.config import SACConfig, TrainConfig
-from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
-from robojax.config_utils import define_compile_cache_flag, define_flags, start_experiment, values_from_flags
+from experiments import flags as config_flags
+from robojax.agents.sac.config import TrainConfig
+from robojax.agents.sac.host_loop import HostTrainConfig
 
-_SAC_FIELDS = tuple(f for f in dataclasses.fields(SACConfig))
-_TRAIN_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if f.name != "sac")
-_TRAIN_NAMES = {f.name for f in _TRAIN_FIELDS}
-_HOST_FIELDS = tuple(f for f in dataclasses.fields(HostTrainConfig) if f.name != "sac")
-_HOST_ONLY_FIELDS = tuple(f for f in _HOST_FIELDS if f.name not in _TRAIN_NAMES)
-_DEVICE_ONLY = tuple(sorted(_TRAIN_NAMES - {f.name for f in _HOST_FIELDS}))
+# SAC's fields keep their plain names (--critic_hidden_dims); both loops share the flags of the
+# fields they have in common, with the on-device loop's defaults.
+_PREFIXES = {"sac": ""}
+_TRAIN_NAMES = {f.name for f in dataclasses.fields(TrainConfig)}
+_HOST_NAMES = {f.name for f in dataclasses.fields(HostTrainConfig)}
+_DEVICE_ONLY = tuple(sorted(_TRAIN_NAMES - _HOST_NAMES))
 
 _INTERVENTION = flags.DEFINE_enum(
     "intervention", "none", ["none", "keyboard", "spacemouse"],
@@ -45,11 +45,10 @@ _INTERVENTION = flags.DEFINE_enum(
     " (stdin must be a terminal); spacemouse: needs the optional `pyspacemouse` package.",
 )
 
-_COMPILE_CACHE = define_compile_cache_flag()
+_COMPILE_CACHE = config_flags.define_compile_cache_flag()
 
-define_flags(_TRAIN_FIELDS)
-define_flags(_SAC_FIELDS)
-define_flags(_HOST_ONLY_FIELDS)
+config_flags.define_config_flags(TrainConfig, prefixes=_PREFIXES)
+config_flags.define_config_flags(HostTrainConfig, prefixes=_PREFIXES, skip=tuple(_TRAIN_NAMES & _HOST_NAMES))
 
 FLAGS = flags.FLAGS
 
@@ -67,12 +66,10 @@ def host_config_from_flags() -> HostTrainConfig:
             f"--{', --'.join(wrong)} only apply to the on-device loop; {env!r} is a gymnasium id, which"
             " runs the host loop (one env, threaded actor and learner)"
         )
-    values = values_from_flags(_HOST_FIELDS, FLAGS, only_set=True)
-    values["env"] = env
-    if values.get("workdir") is None:
-        values["workdir"] = os.path.join("runs", f"sac_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}")
-    sac = dataclasses.replace(HOST_SAC_DEFAULTS, **values_from_flags(_SAC_FIELDS, FLAGS, only_set=True))
-    return HostTrainConfig(**values, sac=sac)
+    overrides = {"env": env}
+    if FLAGS.workdir is None:
+        overrides["workdir"] = os.path.join("runs", f"sac_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}")
+    return config_flags.config_from_flags(HostTrainConfig, prefixes=_PREFIXES, overrides=overrides, only_set=True)
 
 
 def config_from_flags() -> TrainConfig | HostTrainConfig:
@@ -88,17 +85,16 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
         return host_config_from_flags()
     if _INTERVENTION.value != "none":
         raise ValueError("--intervention needs the host loop: pass a gymnasium id as --env")
-    values = values_from_flags(_TRAIN_FIELDS, FLAGS)
-    envs.task_class(values["env"])  # unknown names raise with the valid list and close matches
-    if values["workdir"] is None:
-        values["workdir"] = os.path.join("runs", f"sac_{values['env']}_{time.strftime('%Y%m%d-%H%M%S')}")
-    sac = SACConfig(**values_from_flags(_SAC_FIELDS, FLAGS))
-    return TrainConfig(**values, sac=sac)
+    envs.task_class(FLAGS.env)  # unknown names raise with the valid list and close matches
+    overrides = {}
+    if FLAGS.workdir is None:
+        overrides["workdir"] = os.path.join("runs", f"sac_{FLAGS.env}_{time.strftime('%Y%m%d-%H%M%S')}")
+    return config_flags.config_from_flags(TrainConfig, prefixes=_PREFIXES, overrides=overrides)
 
 
 
 def main(argv: typing.Sequence[str]) -> None:
-    config = start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
+    config = config_flags.start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     if config.resume:
         print(f"resuming the run in {os.path.abspath(config.workdir)}", flush=True)
     from robojax.checkpoint import CheckpointMismatchError
@@ -114,7 +110,7 @@ def main(argv: typing.Sequence[str]) -> None:
         # Bad run directories and mismatched checkpoints are usage errors: say what to change.
         raise app.UsageError(str(e)) from None
     print(
-        f"final eval return {result.final_eval_return:.1f} after {result.env_steps:,d} env steps"
+        f"final eval return {result.final_return:.1f} after {result.steps:,d} env steps"
         f" in {result.wall_s:.0f} s (first iteration incl. compile {result.first_iteration_s:.0f} s)\n"
         f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, learning_curve.png, policy/, checkpoints/)"
     )
@@ -139,7 +135,7 @@ def _run_host_loop(config: HostTrainConfig) -> None:
     except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError) as e:
         raise app.UsageError(str(e)) from None
     print(
-        f"final eval return {result.final_eval_return:.1f} after {result.env_steps:,d} env steps,"
+        f"final eval return {result.final_return:.1f} after {result.steps:,d} env steps,"
         f" {result.updates:,d} updates, {result.interventions:,d} intervened steps, in {result.wall_s:.0f} s\n"
         f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, learning_curve.png, policy/, checkpoints/)"
     )

@@ -1,24 +1,19 @@
-"""Shared pieces of the config dataclasses and of the experiments' absl flags built from them.
+"""Shared pieces of the (frozen, possibly nested) config dataclasses of every learner.
 
-Fields: `field(default, help)` attaches the help string that becomes the flag's help. Checks:
-`check_*` raise naming `ClassName.field` (for `__post_init__`). Flags: `define_flags` turns config
-fields into absl flags of the same name (optionally prefixed) and `values_from_flags` reads them
-back as config keyword arguments; `define_compile_cache_flag` is the experiments' `--compile_cache_dir`.
+Fields: `field(default, help)` attaches the help string that becomes the flag's help
+(`experiments/flags.py` makes the flags). Checks: `check_*` raise naming `ClassName.field` (for
+`__post_init__`). Renames: `@renamed(old="new")` makes an old keyword a clear error and lets
+`from_dict` read configs saved under the old names. Serialisation: `to_dict` / `from_dict` for every
+config dataclass (nested configs become dicts, tuples lists, and back).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import os
-from typing import Any, Callable, Iterable, Sequence
-
-from absl import flags
-
-# Flags defined through the helpers below belong to the module that calls them (an experiment),
-# not to this one: that keeps them in the experiment's --helpshort and lets
-# tests/experiments/conftest.py::load_experiment drop them by module name.
-flags.disclaim_key_flags()
+import typing
+from typing import Any, Mapping, Sequence
 
 
 # --------------------------------------------------------------------------------------------- fields
@@ -97,105 +92,92 @@ def check_dims(obj: Any, name: str, what: str = "widths") -> None:
         raise ValueError(f"{type(obj).__name__}.{name} needs one or more positive {what}, got {dims!r}")
 
 
-# --------------------------------------------------------------------------------------------- flags
-
-_INT_TUPLE = "tuple[int, ...]"
-_OPTIONAL = ("str | None", "float | None")
-_FIELD_DEFAULT = object()
+# --------------------------------------------------------------------------------------------- renames
 
 
-def define_flag(
-    field: dataclasses.Field, default: Any = _FIELD_DEFAULT, name: str | None = None,
-    flag_values: flags.FlagValues = flags.FLAGS,
-) -> None:
-    """An absl flag named (`name`, default the field's name) and documented like the config field.
+def renamed(**old_to_new: str):
+    """Class decorator (outside `@dataclass`) for fields renamed to the shared vocabulary.
 
-    `default` left out means the field's own default. Field types: bool, int, float, str (each also
-    `| None` where a flag can hold it) and `tuple[int, ...]` (a comma-separated list).
+    Constructing the config with an old keyword raises a TypeError naming the new one; `from_dict`
+    maps old names to the new ones, so configs saved by older runs (checkpoints, config.json) still
+    load for resume and export; `experiments/flags.py` turns old flag names into clear errors.
     """
-    kind, help_ = field.type, field.metadata.get("help", field.name)
-    name = name or field.name
-    default = field.default if default is _FIELD_DEFAULT else default
-    if kind == "bool":
-        flags.DEFINE_boolean(name, default, help_, flag_values=flag_values)
-    elif kind == "int":
-        flags.DEFINE_integer(name, default, help_, flag_values=flag_values)
-    elif kind in ("float", "float | None"):
-        flags.DEFINE_float(name, default, help_, flag_values=flag_values)
-    elif kind in ("str", "str | None"):
-        flags.DEFINE_string(name, default, help_, flag_values=flag_values)
-    elif kind == _INT_TUPLE:
-        flags.DEFINE_list(name, [str(v) for v in default], help_, flag_values=flag_values)
-    else:
-        raise TypeError(f"no flag type for config field {field.name}: {kind}")
+
+    def wrap(cls):
+        names = {f.name for f in dataclasses.fields(cls)}
+        for old, new in old_to_new.items():
+            if new not in names:
+                raise TypeError(f"@renamed({old}={new!r}): {cls.__name__} has no field {new!r}")
+        cls.__renamed_fields__ = {**getattr(cls, "__renamed_fields__", {}), **old_to_new}
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            for old in kwargs:
+                if old in cls.__renamed_fields__:
+                    raise TypeError(f"{cls.__name__}.{old} was renamed {cls.__renamed_fields__[old]}")
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__
+        return cls
+
+    return wrap
 
 
-def define_flags(
-    fields: Iterable[dataclasses.Field], defaults: Any = None, prefix: str = "",
-    flag_values: flags.FlagValues = flags.FLAGS,
-) -> None:
-    """One flag per field, named `prefix + field.name`; defaults from the `defaults` config instance
-    when given, else the fields' own defaults."""
-    for f in fields:
-        default = f.default if defaults is None else getattr(defaults, f.name)
-        define_flag(f, default, name=prefix + f.name, flag_values=flag_values)
+def renamed_fields(cls: type) -> dict[str, str]:
+    """`{old name: new name}` of a config class decorated with `@renamed` (empty otherwise)."""
+    return dict(getattr(cls, "__renamed_fields__", {}))
 
 
-def flag_value(field: dataclasses.Field, flag_values: flags.FlagValues = flags.FLAGS, name: str | None = None) -> Any:
-    """The parsed value of the field's flag as the config wants it: int tuples, None for '' in `| None` fields."""
-    name = name or field.name
-    value = flag_values[name].value
-    if field.type == _INT_TUPLE:
-        try:
-            return tuple(int(v) for v in value)
-        except ValueError:
-            raise ValueError(f"--{name} needs comma-separated integers, got {','.join(value)!r}") from None
-    if field.type in _OPTIONAL and value in ("", None):
-        return None
-    return value
+# --------------------------------------------------------------------------------------------- dicts
 
 
-def values_from_flags(
-    fields: Iterable[dataclasses.Field], flag_values: flags.FlagValues = flags.FLAGS, prefix: str = "",
-    only_set: bool = False,
-) -> dict[str, Any]:
-    """Config keyword arguments `{field.name: value}` from the flags `define_flags` made for `fields`.
-
-    only_set: leave out flags left at their default (so the config's own defaults apply).
-    """
+def nested_config_types(cls: type) -> dict[str, type]:
+    """`{field name: config class}` of the fields of `cls` that hold a nested config dataclass."""
+    hints = typing.get_type_hints(cls)
     return {
-        f.name: flag_value(f, flag_values, prefix + f.name)
-        for f in fields
-        if not (only_set and flag_values[prefix + f.name].using_default_value)
+        f.name: hints[f.name] for f in dataclasses.fields(cls)
+        if isinstance(hints.get(f.name), type) and dataclasses.is_dataclass(hints[f.name])
     }
 
 
-def define_compile_cache_flag(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagHolder:
-    """The experiments' `--compile_cache_dir` (default $ROBOJAX_JAX_CACHE or ~/.cache/robojax/jax_cache)."""
-    return flags.DEFINE_string(
-        "compile_cache_dir",
-        os.environ.get("ROBOJAX_JAX_CACHE", os.path.expanduser("~/.cache/robojax/jax_cache")),
-        "Persistent JAX compilation cache ('' turns it off).",
-        flag_values=flag_values,
-    )
+def to_dict(config: Any) -> dict:
+    """A JSON-friendly dict of a config dataclass (nested configs become dicts, tuples lists)."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"to_dict needs a config dataclass instance, got {config!r}")
+    return _json_ready(dataclasses.asdict(config))
 
 
-def start_experiment(argv: Sequence[str], build_config: Callable[[], Any], compile_cache_dir: str) -> Any:
-    """The common opening of an experiment's `main`: reject positional arguments, build the config
-    from the flags (a bad value becomes a usage error naming it), quiet Orbax's per-save INFO logs
-    unless --verbosity was given, and enable the persistent compilation cache. Returns the config."""
-    from absl import app
-    from absl import logging as absl_logging
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
 
-    from robojax.compile_cache import enable_compilation_cache
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
-    try:
-        config = build_config()
-    except (TypeError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
-    if not flags.FLAGS["verbosity"].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-    enable_compilation_cache(compile_cache_dir)
-    return config
+def from_dict(cls: type, values: Mapping[str, Any]) -> Any:
+    """Rebuild a config dataclass from `to_dict` output: lists back to tuples, nested configs rebuilt.
+
+    Keys left out take the field defaults; old names of `@renamed` fields map to the new ones;
+    an unknown key raises a ValueError naming it and the valid keys.
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{cls.__name__} from_dict needs a mapping of field values, got {values!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    renames = renamed_fields(cls)
+    nested = nested_config_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = renames.get(key, key)
+        if name not in names:
+            raise ValueError(f"{cls.__name__} has no field {key!r}; valid fields: {', '.join(names)}")
+        if name in kwargs:
+            old = next(o for o, n in renames.items() if n == name and o in values)
+            raise ValueError(f"{cls.__name__}: both {old!r} and its new name {name!r} are given; keep {name!r}")
+        if name in nested and isinstance(value, Mapping):
+            value = from_dict(nested[name], value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -170,5 +170,5 @@ def test_sac_host_loop_trains_against_sim_servers():
             env_factory=lambda: RobotEnv(train_srv.address, episode_length=50, autoreset=True),
             eval_env_factory=lambda: RobotEnv(eval_srv.address, episode_length=50, autoreset=True),
         )
-    assert result.env_steps == 300 and result.updates > 0
-    assert len(result.eval_history) == 1 and np.isfinite(result.final_eval_return)
+    assert result.steps == 300 and result.updates > 0
+    assert len(result.eval_history) == 1 and np.isfinite(result.final_return)

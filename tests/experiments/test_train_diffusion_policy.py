@@ -60,10 +60,10 @@ def test_train_then_eval_end_to_end(tmp_path):
 
     data = write_random_dataset(str(tmp_path / "data"), 10, 2, env="reacher", num_episodes=3, length=12)
     policy = DiffusionPolicyConfig(denoiser="unet", down_dims=(8, 16), n_groups=4, diffusion_step_embed_dim=8, obs_horizon=2,
-                                   action_horizon=2, pred_horizon=4, num_train_timesteps=10, num_steps=6,
+                                   action_horizon=2, pred_horizon=4, num_train_timesteps=10, total_grad_steps=6,
                                    warmup_steps=2, batch_size=8)
-    config = TrainConfig(dataset=data, workdir=str(tmp_path / "run"), updates_per_call=3, eval_every=3,
-                         eval_episodes=2, eval_episode_length=6, checkpoint_every=3, progress_bar=False,
+    config = TrainConfig(dataset=data, workdir=str(tmp_path / "run"), updates_per_call=3, eval_interval=3,
+                         eval_episodes=2, eval_episode_length=6, checkpoint_interval=3, progress_bar=False,
                          policy=policy, inference=InferenceConfig(inference="rti", ddim_steps=2, rti_start_step=2,
                                                                   rti_steps=2))
     result = train(config)
@@ -88,3 +88,11 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "success rate" in proc.stdout and "latency per action" in proc.stdout and "network evaluations: 2 per chunk" in proc.stdout
     assert json.load(open(tmp_path / "eval.json"))["latency"]["nfe_per_chunk"] == 2
+
+
+def test_an_old_flag_names_the_new_one():
+    for old, new in (("eval_every", "eval_interval"), ("checkpoint_every", "checkpoint_interval"),
+                     ("num_steps", "total_grad_steps")):
+        with flagsaver.flagsaver(dataset="d", **{old: "5"}):
+            with pytest.raises(ValueError, match=f"--{old} was renamed --{new}"):
+                train_diffusion_policy.config_from_flags()

@@ -14,7 +14,7 @@ TINY = dict(
     num_teachers=2,
     task="both",
     teacher_num_envs=2,
-    teacher_env_steps=120,
+    teacher_total_env_steps=120,
     teacher_learning_starts=40,
     teacher_steps_per_iteration=20,
     teacher_episode_length=30,
@@ -33,7 +33,7 @@ TINY = dict(
     eval_plot_quadrotors=2,
     eval_wide_quadrotors=3,
     progress_bar=False,
-    checkpoint_every=2,
+    checkpoint_interval=2,
 )
 
 
@@ -109,3 +109,34 @@ def test_changed_config_refuses_the_old_workdir(tmp_path):
     from robojax.agents.raptor.config import DistillConfig
 
     _check_config(workdir, RaptorConfig(distill=DistillConfig(epochs=60)))  # more epochs: allowed
+
+
+def test_every_config_field_is_a_prefixed_flag_and_they_round_trip():
+    import dataclasses
+
+    from absl import flags
+
+    from robojax.agents.raptor.config import DistillConfig, EvalConfig, RaptorConfig, TeacherConfig
+    from robojax.agents.sac.config import SACConfig
+
+    groups = [("", RaptorConfig), ("teacher_", TeacherConfig), ("teacher_", SACConfig), ("distill_", DistillConfig),
+              ("eval_", EvalConfig)]
+    nested = {"teacher", "distill", "eval", "sac"}
+    for prefix, cls in groups:
+        for field in dataclasses.fields(cls):
+            if field.name not in nested and (prefix, field.name) != ("distill_", "recurrent"):
+                assert prefix + field.name in flags.FLAGS, prefix + field.name
+    with flagsaver.flagsaver(teacher_batch_size=64, teacher_total_env_steps=500, distill_epochs=7,
+                             eval_num_quadrotors=5, checkpoint_interval=3, workdir="/tmp/r"):
+        config = train_raptor.config_from_flags()
+    assert config.teacher.sac.batch_size == 64 and config.teacher.total_env_steps == 500
+    assert config.distill.epochs == 7 and config.eval.num_quadrotors == 5
+    assert config.checkpoint_interval == 3 and config.workdir == "/tmp/r"
+    assert config.teacher.sac.critic_ensemble_size == RaptorConfig().teacher.sac.critic_ensemble_size
+
+
+def test_an_old_flag_names_the_new_one():
+    for old, new in (("teacher_env_steps", "teacher_total_env_steps"), ("checkpoint_every", "checkpoint_interval")):
+        with flagsaver.flagsaver(**{old: "5"}):
+            with pytest.raises(ValueError, match=f"--{old} was renamed --{new}"):
+                train_raptor.config_from_flags()

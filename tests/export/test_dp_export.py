@@ -15,7 +15,7 @@ import robojax  # noqa: F401
 import robojax.deploy as deploy
 from robojax.agents.diffusion_policy import learner, rti
 from robojax.agents.diffusion_policy import train as dp_train
-from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig, to_dict
+from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from robojax.agents.diffusion_policy.export import (
     export_diffusion_policy,
     load_dp_source,
@@ -24,6 +24,7 @@ from robojax.agents.diffusion_policy.export import (
     source_from_train_state,
 )
 from robojax.envs import Env, EnvState, EpisodeStatistics, TimeLimit, VmapWrapper
+from robojax.config_utils import to_dict
 from robojax.envs.core import ArraySpec
 from robojax.evaluation import make_episode_evaluator
 from robojax.policy import batch_policy

@@ -77,7 +77,8 @@ def test_gru_parity_state_and_reset(params, tmp_path):
 
 def test_sources_npz_checkpoint_and_cli(params, tmp_path):
     from robojax.agents.raptor import distill
-    from robojax.agents.raptor.config import DistillConfig, RaptorConfig, to_dict
+    from robojax.agents.raptor.config import DistillConfig, RaptorConfig
+    from robojax.config_utils import to_dict
 
     obs = _observations()
     expected, _ = _reference(params, obs)

@@ -13,7 +13,8 @@ import robojax  # noqa: F401
 import robojax.deploy as deploy
 from robojax import checkpoint as ckpt
 from robojax.agents.sac import learner
-from robojax.agents.sac.config import SACConfig, TrainConfig, to_dict
+from robojax.agents.sac.config import SACConfig, TrainConfig
+from robojax.config_utils import to_dict
 from robojax.agents.sac.export import export_sac, load_sac_source, source_from_train_state
 from robojax.data import normalizer
 from robojax.envs.core import ArraySpec

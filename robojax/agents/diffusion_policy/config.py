@@ -10,9 +10,10 @@ RTI-DP's most common warm-start list [3, 1, 0].
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from robojax.config_utils import check_choice, check_dims, check_int, check_non_negative_int, check_number, field
+from robojax.config_utils import (
+    check_choice, check_dims, check_int, check_non_negative_int, check_number, field, renamed,
+)
 
 OBJECTIVES = ("diffusion", "mse")
 DENOISERS = ("unet", "mlp")
@@ -22,6 +23,7 @@ SAMPLER_METHODS = ("ddpm", "ddim")
 DISCRETE_HANDLING = ("auto", "clip", "scale", "none")
 
 
+@renamed(num_steps="total_grad_steps")
 @dataclasses.dataclass(frozen=True)
 class DiffusionPolicyConfig:
     """The learner: denoiser, diffusion schedule, optimiser, EMA and normalisation."""
@@ -47,7 +49,7 @@ class DiffusionPolicyConfig:
     adam_b1: float = field(0.95, "AdamW beta1.")
     adam_b2: float = field(0.999, "AdamW beta2.")
     warmup_steps: int = field(500, "Linear learning-rate warm-up steps, then cosine decay to 0.")
-    num_steps: int = field(8_000, "Gradient steps of the run (length of the cosine schedule).")
+    total_grad_steps: int = field(8_000, "Gradient steps of the run (length of the cosine schedule).")
     batch_size: int = field(256, "Windows per gradient step.")
     grad_clip_norm: float = field(0.0, "Clip gradients to this global norm (0: off).")
     ema_power: float = field(0.75, "EMA decay 1 - (1 + step)^-power (Chi et al.'s EMAModel, inv_gamma 1).")
@@ -62,7 +64,7 @@ class DiffusionPolicyConfig:
         """Chi et al.'s setting, for GPUs: U-Net (64, 128, 256), lr 1e-4, 20,000 steps (the defaults
         are the benchmarked CPU setting: MLP (1024, 1024, 1024), lr 1e-3, 8000 steps)."""
         return cls(**{"denoiser": "unet", "down_dims": (64, 128, 256), "learning_rate": 1e-4,
-                      "num_steps": 20_000, **overrides})
+                      "total_grad_steps": 20_000, **overrides})
 
     def __post_init__(self):
         check_choice(self, "objective", OBJECTIVES)
@@ -71,7 +73,7 @@ class DiffusionPolicyConfig:
         check_choice(self, "prediction_type", ("epsilon", "sample"))
         check_choice(self, "obs_normalization", OBS_NORMALIZATIONS)
         for name in ("obs_horizon", "action_horizon", "pred_horizon", "kernel_size", "n_groups",
-                     "diffusion_step_embed_dim", "num_train_timesteps", "num_steps", "batch_size"):
+                     "diffusion_step_embed_dim", "num_train_timesteps", "total_grad_steps", "batch_size"):
             check_int(self, name)
         check_int(self, "warmup_steps", minimum=0)
         check_dims(self, "down_dims")
@@ -162,6 +164,7 @@ class InferenceConfig:
         return "scale" if policy.discrete_action_scale > 1.0 else "clip"
 
 
+@renamed(eval_every="eval_interval", checkpoint_every="checkpoint_interval")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The training loop: dataset, run directory, evaluation and checkpoints, and the learner's config."""
@@ -171,11 +174,11 @@ class TrainConfig:
     seed: int = field(0, "Seed of every random stream in the run.")
     max_episodes: int = field(0, "Use only the first N episodes of the dataset (0: all).")
     updates_per_call: int = field(100, "Gradient steps inside one jitted lax.scan call.")
-    eval_every: int = field(5_000, "Gradient steps between success-rate evaluations (0: only at the end).")
+    eval_interval: int = field(5_000, "Gradient steps between success-rate evaluations (0: only at the end).")
     eval_episodes: int = field(50, "Episodes per evaluation, run as one batch of envs.")
     eval_env: str = field("", "Env for evaluation ('' = the dataset's env; 'none' = no evaluation).")
     eval_episode_length: int = field(0, "Control steps per evaluation episode (0: the task's own).")
-    checkpoint_every: int = field(5_000, "Gradient steps between checkpoints (also one at the end).")
+    checkpoint_interval: int = field(5_000, "Gradient steps between checkpoints (also one at the end).")
     checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
     resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
     progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
@@ -186,9 +189,9 @@ class TrainConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError("TrainConfig.dataset must name an episode dataset directory (--dataset=DIR)")
         check_non_negative_int(self, "seed")
-        for name in ("updates_per_call", "eval_episodes", "checkpoint_every", "checkpoints_to_keep"):
+        for name in ("updates_per_call", "eval_episodes", "checkpoint_interval", "checkpoints_to_keep"):
             check_int(self, name)
-        for name in ("max_episodes", "eval_every", "eval_episode_length"):
+        for name in ("max_episodes", "eval_interval", "eval_episode_length"):
             check_int(self, name, minimum=0)
         if self.resume and not self.workdir:
             raise ValueError("TrainConfig.resume needs a workdir to resume from")
@@ -197,34 +200,3 @@ class TrainConfig:
         if not isinstance(self.inference, InferenceConfig):
             raise TypeError(f"TrainConfig.inference must be an InferenceConfig, got {type(self.inference).__name__}")
         self.inference.check_against(self.policy)
-
-
-def to_dict(config: Any) -> dict:
-    """A JSON-friendly dict of a config (nested configs become dicts, tuples lists)."""
-    return json_ready(dataclasses.asdict(config))
-
-
-def json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
-
-
-def from_dict(cls: type, values: dict) -> Any:
-    """Rebuild a config dataclass from `to_dict` output (lists back to tuples, nested configs rebuilt)."""
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in values:
-            continue
-        value = values[f.name]
-        # Only TrainConfig nests configs (InferenceConfig has a plain string field named `inference`).
-        if cls is TrainConfig and f.name == "policy":
-            value = from_dict(DiffusionPolicyConfig, value)
-        elif cls is TrainConfig and f.name == "inference":
-            value = from_dict(InferenceConfig, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)

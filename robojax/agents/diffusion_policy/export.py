@@ -33,7 +33,8 @@ import numpy as np
 
 from robojax.agents.diffusion_policy import learner
 from robojax.agents.diffusion_policy import train as dp_train
-from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, to_dict
+from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig
+from robojax.config_utils import from_dict, to_dict
 from robojax.envs.core import ArraySpec
 from robojax.policy import Policy
 
@@ -86,9 +87,7 @@ def _saved_inference(metadata: Mapping) -> InferenceConfig | None:
     saved = (metadata.get("config") or {}).get("inference")
     if not isinstance(saved, Mapping):
         return None
-    # Built directly: config.from_dict would read InferenceConfig's own `inference` field as a nested config.
-    fields = {f.name for f in dataclasses.fields(InferenceConfig)}
-    return InferenceConfig(**{k: v for k, v in saved.items() if k in fields})
+    return from_dict(InferenceConfig, saved)
 
 
 def load_dp_source(path: str | os.PathLike, *, step: int | None = None) -> DPSource:
@@ -251,7 +250,7 @@ def export_diffusion_policy(
         "learner": "diffusion_policy",
         "env": source.env,
         "train_steps": source.train_steps,
-        "inference_config": dataclasses.asdict(inference),
+        "inference_config": to_dict(inference),
         "policy_config": to_dict(source.config),
         **dict(metadata or {}),
     }

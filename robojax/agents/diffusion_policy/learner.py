@@ -146,10 +146,10 @@ def schedule_of(config: DiffusionPolicyConfig) -> NoiseSchedule:
 
 
 def learning_rate_schedule(config: DiffusionPolicyConfig) -> optax.Schedule:
-    """Linear warm-up to the peak rate, then cosine decay to 0 at num_steps (Chi et al. App. D)."""
-    warmup = min(config.warmup_steps, max(config.num_steps - 1, 0))
+    """Linear warm-up to the peak rate, then cosine decay to 0 at total_grad_steps (Chi et al. App. D)."""
+    warmup = min(config.warmup_steps, max(config.total_grad_steps - 1, 0))
     return optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, warmup_steps=warmup, decay_steps=max(config.num_steps, warmup + 1), end_value=0.0
+        0.0, config.learning_rate, warmup_steps=warmup, decay_steps=max(config.total_grad_steps, warmup + 1), end_value=0.0
     )
 
 

@@ -3,7 +3,7 @@
 The dataset (an episode directory, `robojax.data.episodes`) is cut into (To observations, Tp
 actions) windows once and put on the device. Each jitted call runs `updates_per_call` gradient
 steps in a `lax.scan`, each on a minibatch drawn uniformly from the windows. Between calls the host
-evaluates (every `eval_every` steps: one jitted `lax.scan` over a whole episode of a batch of
+evaluates (every `eval_interval` steps: one jitted `lax.scan` over a whole episode of a batch of
 `eval_episodes` MJX envs with the receding-horizon policy inside, replanning every Ta steps),
 logs, and checkpoints. Every random stream lives in the saved `LoopState`, and evaluation draws
 from its own stream keyed by the step count, so a resumed run continues exactly.
@@ -28,13 +28,8 @@ from robojax import checkpoint as ckpt
 from robojax import logging as rlog
 from robojax import runs
 from robojax.agents.diffusion_policy import learner
-from robojax.agents.diffusion_policy.config import (
-    DiffusionPolicyConfig,
-    InferenceConfig,
-    TrainConfig,
-    from_dict,
-    to_dict,
-)
+from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
+from robojax.config_utils import from_dict, to_dict
 from robojax.data.episodes import EpisodeDataset, load_episodes
 from robojax.data.windows import make_windows
 from robojax.envs.core import ArraySpec, Env
@@ -43,8 +38,8 @@ POLICY_FORMAT = "robojax.diffusion_policy/1"
 RUN_FORMAT = "robojax.diffusion_policy.loop/1"
 # Top-level loop settings that may change between a run and its resumption without changing what it learns.
 RESUMABLE_CHANGES = (
-    "workdir", "resume", "progress_bar", "eval_every", "eval_episodes", "eval_env", "eval_episode_length",
-    "checkpoint_every", "checkpoints_to_keep", "inference", "dataset",
+    "workdir", "resume", "progress_bar", "eval_interval", "eval_episodes", "eval_env", "eval_episode_length",
+    "checkpoint_interval", "checkpoints_to_keep", "inference", "dataset",
 )
 
 
@@ -58,11 +53,12 @@ class LoopState:
 
 @dataclasses.dataclass
 class TrainResult:
+    final_return: float | None  # None: no evaluation
     final_success: float | None
     eval_history: list[dict]
-    steps: int
+    steps: int  # gradient steps
     wall_s: float
-    first_call_s: float
+    first_iteration_s: float  # the first jitted call, including compiling it
     workdir: str | None
     state: LoopState = dataclasses.field(repr=False)
 
@@ -214,7 +210,9 @@ def run_metadata(config: TrainConfig, dataset: EpisodeDataset) -> dict:
 
 
 def resume_fingerprint(metadata: dict) -> dict:
-    config = {k: v for k, v in metadata["config"].items() if k not in RESUMABLE_CHANGES}
+    # Through from_dict: checkpoints saved under the old field names compare by the new ones.
+    saved = to_dict(from_dict(TrainConfig, metadata["config"]))
+    config = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
     return {
         "dataset_episodes": metadata["dataset_episodes"],
         "dataset_steps": metadata["dataset_steps"],
@@ -330,14 +328,14 @@ def _train(config, dataset, make_env, workdir, checkpointer, start) -> TrainResu
 
     steps = int(state.learner.step)
     resume_step = steps if config.resume else None
-    progress = rlog.ProgressBar(policy_config.num_steps, initial=steps, enabled=config.progress_bar)
+    progress = rlog.ProgressBar(policy_config.total_grad_steps, initial=steps, enabled=config.progress_bar)
     sinks: list[rlog.MetricsSink] = [rlog.StdoutSink(keys=("eval/success", "eval/success_any_step", "eval/return"), print_fn=progress.write)]
     if workdir:
         sinks.append(rlog.JsonlSink(os.path.join(workdir, "metrics.jsonl"), resume_step=resume_step))
         sinks.append(rlog.TensorBoardSink(os.path.join(workdir, "tensorboard"), purge_step=resume_step))
     logger = rlog.MetricsLogger(sinks)
     eval_history = [r for r in logger.history() if "eval/success" in r]
-    first_call_s = None
+    first_iteration_s = None
     last_eval = None
 
     def run_eval(state: LoopState, step: int) -> dict:
@@ -352,22 +350,22 @@ def _train(config, dataset, make_env, workdir, checkpointer, start) -> TrainResu
         return record
 
     try:
-        while steps < policy_config.num_steps:
-            n = min(config.updates_per_call, policy_config.num_steps - steps)
+        while steps < policy_config.total_grad_steps:
+            n = min(config.updates_per_call, policy_config.total_grad_steps - steps)
             t0 = time.perf_counter()
             state, metrics = make_train_call(policy_config, n)(state, data)
             metrics = jax.device_get(metrics)
             before, steps = steps, int(state.learner.step)
             dt = time.perf_counter() - t0
-            first_call_s = dt if first_call_s is None else first_call_s
+            first_iteration_s = dt if first_iteration_s is None else first_iteration_s
             progress.update(steps)
             record = {k: float(v) for k, v in metrics.items()}
             record.update(steps=steps, updates_per_s=n / dt, wall_s=time.perf_counter() - start)
-            done = steps >= policy_config.num_steps
+            done = steps >= policy_config.total_grad_steps
             logger.write(steps, record)
-            if evaluate is not None and (runs.crossed(before, steps, config.eval_every) or done):
+            if evaluate is not None and (runs.crossed(before, steps, config.eval_interval) or done):
                 last_eval = run_eval(state, steps)
-            if checkpointer and (runs.crossed(before, steps, config.checkpoint_every) or done):
+            if checkpointer and (runs.crossed(before, steps, config.checkpoint_interval) or done):
                 checkpointer.save(steps, state, metadata=metadata)
         if evaluate is not None and (last_eval is None or last_eval["steps"] != steps):
             last_eval = run_eval(state, steps)
@@ -378,11 +376,12 @@ def _train(config, dataset, make_env, workdir, checkpointer, start) -> TrainResu
     if workdir:
         save_policy(os.path.join(workdir, "policy"), state.learner, metadata)
     return TrainResult(
+        final_return=None if last_eval is None else last_eval["eval/return"],
         final_success=None if last_eval is None else last_eval["eval/success"],
         eval_history=eval_history,
         steps=steps,
         wall_s=time.perf_counter() - start,
-        first_call_s=first_call_s or 0.0,
+        first_iteration_s=first_iteration_s or 0.0,
         workdir=workdir,
         state=state,
     )

@@ -1,7 +1,8 @@
 """RAPTOR configuration: teachers (vmapped SAC), meta-imitation distillation, evaluation.
 
 Frozen dataclasses validated on construction; every field carries a `help` string that
-`experiments/train_raptor.py` turns into an absl flag of the same name.
+`experiments/train_raptor.py` turns into an absl flag (nested configs' flags prefixed teacher_,
+distill_, eval_).
 
 CPU-sized defaults (the paper's values in brackets; research note section 3.4 and 3.6):
   teachers      32 quadrotors [1000], 150k env steps each over 4 envs (37.5k updates) [1M, 1 env],
@@ -14,10 +15,11 @@ The paper's sizes are reachable through the flags; on 2 CPU cores they would tak
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from robojax.agents.sac.config import SACConfig
-from robojax.config_utils import check_choice, check_non_negative_int, check_number, check_positive_int, field
+from robojax.config_utils import (
+    check_choice, check_non_negative_int, check_number, check_positive_int, field, renamed,
+)
 
 TASKS = ("hover", "track")
 RUN_TASKS = ("hover", "track", "both")
@@ -41,12 +43,13 @@ def default_teacher_sac() -> SACConfig:
     )
 
 
+@renamed(env_steps="total_env_steps")
 @dataclasses.dataclass(frozen=True)
 class TeacherConfig:
     """One SAC teacher per sampled quadrotor, all trained in one jitted, vmapped loop."""
 
     num_envs: int = field(4, "Envs per teacher (all on that teacher's quadrotor).")
-    env_steps: int = field(150_000, "Env transitions per teacher (summed over its envs).")
+    total_env_steps: int = field(150_000, "Env transitions per teacher (summed over its envs).")
     learning_starts: int = field(2_000, "Transitions of uniform random actions per teacher before updates.")
     steps_per_iteration: int = field(250, "Vectorised env steps per jitted call.")
     privileged: bool = field(True, "Teachers observe the privileged observation: the student's 22 values plus the"
@@ -58,7 +61,7 @@ class TeacherConfig:
     sac: SACConfig = dataclasses.field(default_factory=default_teacher_sac)
 
     def __post_init__(self):
-        check_positive_int(self, "num_envs", "env_steps", "steps_per_iteration", "episode_length")
+        check_positive_int(self, "num_envs", "total_env_steps", "steps_per_iteration", "episode_length")
         check_non_negative_int(self, "learning_starts")
         if self.observe_disturbance and not self.privileged:
             raise ValueError("TeacherConfig.observe_disturbance needs privileged=True (the force comes after the"
@@ -73,9 +76,9 @@ class TeacherConfig:
 
     @property
     def iterations(self) -> int:
-        """Jitted calls needed to reach `env_steps` per teacher."""
+        """Jitted calls needed to reach `total_env_steps` per teacher."""
         per_call = self.num_envs * self.steps_per_iteration
-        return -(-self.env_steps // per_call)
+        return -(-self.total_env_steps // per_call)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +125,7 @@ class EvalConfig:
         check_non_negative_int(self, "wide_quadrotors")
 
 
+@renamed(checkpoint_every="checkpoint_interval")  # was an argument of train.run
 @dataclasses.dataclass(frozen=True)
 class RaptorConfig:
     """A whole RAPTOR run: teachers, distillation, evaluation."""
@@ -134,12 +138,16 @@ class RaptorConfig:
         " reports both.",
     )
     seed: int = field(0, "Seed of every random stream (training and held-out quadrotors use separate streams).")
+    workdir: str | None = field(None, "Run directory; a rerun with the same one skips finished stages (None: the"
+                                " experiment makes up runs/raptor_<time>).")
+    checkpoint_interval: int = field(50, "Teacher iterations between checkpoints.")
+    progress_bar: bool = field(True, "Progress bars when stderr is a terminal.")
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        check_positive_int(self, "num_teachers")
+        check_positive_int(self, "num_teachers", "checkpoint_interval")
         check_choice(self, "task", RUN_TASKS, shown=RUN_TASKS)
         check_non_negative_int(self, "seed")
         for name, cls in (("teacher", TeacherConfig), ("distill", DistillConfig), ("eval", EvalConfig)):
@@ -155,16 +163,3 @@ class RaptorConfig:
     @property
     def distill_tasks(self) -> tuple[str, ...]:
         return TASKS if self.task == "both" else (self.task,)
-
-
-def to_dict(config: Any) -> dict:
-    """A JSON-friendly dict of a config (nested configs become dicts, tuples lists)."""
-
-    def ready(value):
-        if isinstance(value, dict):
-            return {k: ready(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [ready(v) for v in value]
-        return value
-
-    return ready(dataclasses.asdict(config))

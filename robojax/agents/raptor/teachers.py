@@ -101,10 +101,10 @@ def sac_train_config(config: TeacherConfig, task: str) -> TrainConfig:
         TrainConfig(
             env=env_name(task),
             num_envs=config.num_envs,
-            total_env_steps=config.env_steps,
+            total_env_steps=config.total_env_steps,
             learning_starts=config.learning_starts,
             steps_per_iteration=config.steps_per_iteration,
-            replay_capacity=max(config.env_steps, config.num_envs),
+            replay_capacity=max(config.total_env_steps, config.num_envs),
             progress_bar=False,
             sac=config.sac,
         )

@@ -1,11 +1,11 @@
 """The RAPTOR pipeline, stage by stage, resumable: teachers -> students -> evaluation -> C export.
 
-    result = run(RaptorConfig(...), workdir)
+    result = run(RaptorConfig(workdir=..., ...))
 
 Stages and what each leaves in `workdir`:
   teachers      one SAC teacher per training quadrotor *and* per held-out quadrotor (the oracle),
                 trained together in one vmapped loop; checkpoints/teachers/ (loop state incl.
-                replay buffers, every `checkpoint_every` iterations), teachers.jsonl
+                replay buffers, every `checkpoint_interval` iterations), teachers.jsonl
   student       the GRU student distilled from the training teachers; checkpoints/student/ (every
                 epoch), student.jsonl
   feedforward   the non-recurrent ablation distilled the same way; checkpoints/feedforward/
@@ -33,7 +33,8 @@ from robojax import checkpoint as ckpt
 from robojax import logging as rlog
 from robojax import runs
 from robojax.agents.raptor import distill, evaluate, teachers
-from robojax.agents.raptor.config import RaptorConfig, to_dict
+from robojax.agents.raptor.config import RaptorConfig
+from robojax.config_utils import from_dict, to_dict
 from robojax.agents.sac.train import LoopState
 
 STAGES = ("teachers", "student", "feedforward", "evaluate", "export")
@@ -61,15 +62,20 @@ def run_metadata(config: RaptorConfig) -> dict:
 
 
 # Settings a rerun may change: more distillation epochs continue the students from their checkpoints
-# (and redo evaluation and export); everything else must match the run directory.
-EXTENDABLE = ("distill.epochs",)
+# (and redo evaluation and export); where and how the run is kept and shown changes nothing it
+# computes; everything else must match the run directory.
+EXTENDABLE = ("distill.epochs", "workdir", "checkpoint_interval", "progress_bar")
 
 
 def _without_extendable(config: dict) -> dict:
-    config = json.loads(json.dumps(config))
+    # Through from_dict: a config.json saved under old field names compares by the new ones.
+    config = to_dict(from_dict(RaptorConfig, config))
     for dotted in EXTENDABLE:
-        group, name = dotted.split(".")
-        config[group].pop(name, None)
+        *groups, name = dotted.split(".")
+        section = config
+        for group in groups:
+            section = section[group]
+        section.pop(name, None)
     return config
 
 
@@ -139,7 +145,7 @@ def _restore_teachers(checkpointer, template: LoopState, with_replay: bool = Tru
 
 
 def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
-                        log: Callable[[str], None], checkpoint_every: int) -> tuple[Any, dict]:
+                        log: Callable[[str], None]) -> tuple[Any, dict]:
     """Train (or resume) all teachers; returns their learner states (leading axis = teacher)."""
     tc = config.teacher
     env = teachers.make_teacher_env(config.teacher_task, tc.num_envs, tc.episode_length, tc.observation_size)
@@ -159,7 +165,7 @@ def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
             return state.learner, stage.summary()
         sink = rlog.JsonlSink(os.path.join(stage.workdir, "teachers.jsonl"),
                               resume_step=start_steps if start_steps else None)
-        bar = rlog.ProgressBar(tc.env_steps, initial=start_steps, enabled=stage.progress)
+        bar = rlog.ProgressBar(tc.total_env_steps, initial=start_steps, enabled=stage.progress)
         rates: list[float] = []
         t_start = time.perf_counter()
 
@@ -179,11 +185,11 @@ def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
             sink.write(p.env_steps_per_teacher, record)
             bar.update(p.env_steps_per_teacher)
             bar.set_eval_return(record["train/episode_return"])
-            if p.iteration % checkpoint_every == 0 or p.env_steps_per_teacher >= tc.env_steps:
+            if p.iteration % config.checkpoint_interval == 0 or p.env_steps_per_teacher >= tc.total_env_steps:
                 _save_teachers(checkpointer, s, metadata)
 
         try:
-            state = teachers.train_teachers(state, env, sac_config, until_env_steps=tc.env_steps, callback=callback)
+            state = teachers.train_teachers(state, env, sac_config, until_env_steps=tc.total_env_steps, callback=callback)
             checkpointer.wait_until_finished()
         finally:
             bar.close()
@@ -282,13 +288,14 @@ def evaluate_stage(config: RaptorConfig, stage: _Stage, oracle: Any, dynamics: d
 
 # ---- the pipeline ----------------------------------------------------------------------------------
 
-def run(config: RaptorConfig, workdir: str, *, progress: bool = True, checkpoint_every: int = 50,
-        log: Callable[[str], None] = print) -> RaptorResult:
-    """Run every unfinished stage of a RAPTOR run in `workdir` (created if absent)."""
-    workdir = os.path.abspath(workdir)
+def run(config: RaptorConfig, *, log: Callable[[str], None] = print) -> RaptorResult:
+    """Run every unfinished stage of a RAPTOR run in `config.workdir` (created if absent)."""
+    if not config.workdir:
+        raise ValueError("RaptorConfig.workdir must name the run directory (--workdir=DIR)")
+    workdir = os.path.abspath(config.workdir)
     os.makedirs(workdir, exist_ok=True)
     _check_config(workdir, config)
-    stage = {name: _Stage(workdir, name, progress) for name in STAGES}
+    stage = {name: _Stage(workdir, name, config.progress_bar) for name in STAGES}
     skipped = [name for name in STAGES if stage[name].done]
     seconds = {}
     train_dyn, held_dyn = quadrotors(config)
@@ -296,7 +303,7 @@ def run(config: RaptorConfig, workdir: str, *, progress: bool = True, checkpoint
 
     t = time.perf_counter()
     all_teachers, teacher_summary = train_teacher_stage(
-        config, stage["teachers"], _concat(train_dyn, held_dyn), log, checkpoint_every)
+        config, stage["teachers"], _concat(train_dyn, held_dyn), log)
     train_teachers, oracle_teachers = _split(all_teachers, n)
     seconds["teachers"] = time.perf_counter() - t
     log(f"teachers: {teacher_summary}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 from robojax.config_utils import check_dims, check_int, check_non_negative_int, check_positive_int, field
 from robojax.nets.mlp import ACTIVATIONS
@@ -132,16 +131,3 @@ class TrainConfig:
     @property
     def env_steps_per_iteration(self) -> int:
         return self.num_envs * self.steps_per_iteration
-
-
-def to_dict(config: Any) -> dict:
-    """A JSON-friendly dict of a config (nested configs become nested dicts, tuples lists)."""
-    return json_ready(dataclasses.asdict(config))
-
-
-def json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value

@@ -26,6 +26,7 @@ from robojax import checkpoint as ckpt
 from robojax.agents.sac import learner
 from robojax.agents.sac.config import SACConfig
 from robojax.agents.sac.networks import deterministic_action, make_networks, sample_tanh_gaussian
+from robojax.config_utils import from_dict, to_dict
 from robojax.data import normalizer
 from robojax.data.normalizer import RunningMeanStd
 from robojax.envs.core import ArraySpec
@@ -114,9 +115,7 @@ def _sac_config(metadata: Mapping) -> SACConfig:
     sac = config.get("sac")
     if not isinstance(sac, Mapping):
         raise ValueError("the run metadata has no config.sac section; is this a SAC run (experiments.train_sac)?")
-    fields = {f.name for f in dataclasses.fields(SACConfig)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sac.items() if k in fields}
-    return SACConfig(**kwargs)
+    return from_dict(SACConfig, sac)
 
 
 def _find_actor(tree: Any) -> Mapping | None:
@@ -201,7 +200,7 @@ def export_sac(
         "env": source.env,
         "checkpoint_step": source.step,
         "deterministic": deterministic,
-        "sac_config": dataclasses.asdict(source.config),
+        "sac_config": to_dict(source.config),
         **dict(metadata or {}),
     }
     src = None

@@ -110,12 +110,14 @@ class HostTrainConfig:
 
 @dataclasses.dataclass
 class HostTrainResult:
-    final_eval_return: float
+    final_return: float
+    final_success: float | None  # None: host envs report no success signal
     eval_history: list[dict]
-    env_steps: int  # transitions in the replay buffer's count (collected and stored)
+    steps: int  # env transitions in the replay buffer's count (collected and stored)
     updates: int
     interventions: int
     wall_s: float
+    first_iteration_s: float  # until the first learner update finished (includes compiling it)
     workdir: str | None
     learner_state: learner.TrainState = dataclasses.field(repr=False)
     replay: ReplayBuffer = dataclasses.field(repr=False)
@@ -306,6 +308,7 @@ class _HostLoop:
     def __init__(self, config, env, eval_env, intervention, workdir, checkpointer, start):
         self.config, self.env, self.eval_env = config, env, eval_env
         self.intervention, self.workdir, self.checkpointer, self.start = intervention, workdir, checkpointer, start
+        self.first_iteration_s: float | None = None
         learner.check_action_spec(env.action_spec)
         obs_spec, action_spec = env.observation_spec, env.action_spec
         self.action_dim = action_spec.shape[0]
@@ -487,9 +490,14 @@ class _HostLoop:
                     if self.updates >= self.target_updates() or shared.stop.is_set():
                         break
                     demo = self.demo if int(self.demo.size) > 0 else None
+                    first = self.first_iteration_s is None
+                    t0 = time.perf_counter()
                     self.state, self.last_metrics, self.update_key = self.learn(
                         self.state, self.replay, demo, self.update_key
                     )
+                    if first:  # the first update compiles it; later ones overlap with the actor
+                        jax.block_until_ready(self.state)
+                        self.first_iteration_s = time.perf_counter() - t0
                     self.updates += 1
                     shared.updates = self.updates
                     if self.updates % config.publish_interval == 0 or shared.policy is None:
@@ -612,12 +620,14 @@ class _HostLoop:
             ckpt.save_policy(os.path.join(workdir, "policy"), policy, self.metadata)
             rlog.plot_learning_curve(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "learning_curve.png"))
         return HostTrainResult(
-            final_eval_return=self.last_eval["eval/return"],
+            final_return=self.last_eval["eval/return"],
+            final_success=self.last_eval.get("eval/success"),
             eval_history=self.eval_history,
-            env_steps=self.env_steps,
+            steps=self.env_steps,
             updates=self.updates,
             interventions=self.interventions,
             wall_s=time.perf_counter() - self.start,
+            first_iteration_s=self.first_iteration_s or 0.0,
             workdir=workdir,
             learner_state=self.state,
             replay=self.replay,

@@ -23,7 +23,8 @@ from flax import struct
 from robojax import logging as rlog  # noqa: F401 - the loop's progress bar and sinks (tests patch rlog.ProgressBar)
 from robojax import runs
 from robojax.agents.sac import learner
-from robojax.agents.sac.config import SACConfig, TrainConfig, to_dict
+from robojax.agents.sac.config import SACConfig, TrainConfig
+from robojax.config_utils import to_dict
 from robojax.data import replay
 from robojax.data.demos import load_demos
 from robojax.data.replay import ReplayBuffer, Transition
@@ -63,9 +64,10 @@ class LoopState:
 class TrainResult:
     """What a finished run reports: final evaluation, the learning curve, and where things went."""
 
-    final_eval_return: float
+    final_return: float
+    final_success: float | None  # mean of the task's success flag at the last evaluation
     eval_history: list[dict]  # one dict per evaluation: env_steps, wall_s, eval_return, ...
-    env_steps: int
+    steps: int  # env transitions collected
     wall_s: float
     first_iteration_s: float  # includes compiling the iteration
     workdir: str | None
@@ -323,9 +325,10 @@ def _train(config: TrainConfig, make_env: EnvFactory, run: runs.Run) -> TrainRes
     run.finish(policy={"actor_params": learner_state.actor_params, "obs_normalizer": learner_state.obs_normalizer})
     record = run.record()
     return TrainResult(
-        final_eval_return=last_eval["eval/return"],
+        final_return=last_eval["eval/return"],
+        final_success=last_eval.get("eval/success"),
         eval_history=record.eval_history,
-        env_steps=env_steps,
+        steps=env_steps,
         wall_s=record.wall_s,
         first_iteration_s=record.first_iteration_s,
         workdir=record.workdir,

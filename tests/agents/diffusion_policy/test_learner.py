@@ -45,7 +45,7 @@ def point(tmp_path_factory):
 
 @pytest.mark.parametrize("objective", ["diffusion", "mse"])
 def test_tiny_policy_learns_to_reach_the_goal(point, objective):
-    config = DiffusionPolicyConfig(objective=objective, num_steps=600, **TINY)
+    config = DiffusionPolicyConfig(objective=objective, total_grad_steps=600, **TINY)
     data, normalizers = prepare_data(point, config)
     state = init_loop_state(jax.random.PRNGKey(0), point, config, normalizers)
     inference = InferenceConfig(inference="ddim", ddim_steps=5)
@@ -74,7 +74,7 @@ def test_tiny_policy_learns_to_reach_the_goal(point, objective):
 
 
 def test_update_is_jittable_and_tracks_ema_and_schedule(point):
-    config = DiffusionPolicyConfig(num_steps=10, **{**TINY, "warmup_steps": 4})
+    config = DiffusionPolicyConfig(total_grad_steps=10, **{**TINY, "warmup_steps": 4})
     data, normalizers = prepare_data(point, config)
     state = learner.init(jax.random.PRNGKey(0), 2, 1, config, normalizers)
     batch = {"obs": data["obs"][:8], "actions": data["actions"][:8]}
@@ -102,7 +102,7 @@ def test_gripper_scale_puts_discrete_dims_in_a_tenth():
 
 
 def test_single_env_policy_step_replans_every_action_steps(point):
-    config = DiffusionPolicyConfig(num_steps=10, **TINY)
+    config = DiffusionPolicyConfig(total_grad_steps=10, **TINY)
     _, normalizers = prepare_data(point, config)
     state = learner.init(jax.random.PRNGKey(0), 2, 1, config, normalizers)
     policy = learner.policy_from_state(state, InferenceConfig(inference="rti", ddim_steps=4, rti_start_step=2, rti_steps=2))

@@ -80,7 +80,8 @@ def test_warm_start_timesteps_reject_impossible_lists():
 
 def test_train_config_round_trips_through_its_dict():
     # InferenceConfig has a string field named `inference`; only TrainConfig's fields are nested configs.
-    from robojax.agents.diffusion_policy.config import InferenceConfig, TrainConfig, from_dict, to_dict
+    from robojax.agents.diffusion_policy.config import InferenceConfig, TrainConfig
+    from robojax.config_utils import from_dict, to_dict
 
     config = TrainConfig(dataset="demos", inference=InferenceConfig(inference="rti", rti_start_step=5))
     assert from_dict(TrainConfig, to_dict(config)) == config

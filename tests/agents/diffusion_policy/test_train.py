@@ -14,7 +14,7 @@ from tests.agents.diffusion_policy.datasets import write_point_dataset
 
 POLICY = DiffusionPolicyConfig(
     denoiser="mlp", mlp_hidden_dims=(32, 32), diffusion_step_embed_dim=16, obs_horizon=2, action_horizon=2,
-    pred_horizon=4, num_train_timesteps=20, warmup_steps=4, batch_size=16, num_steps=20, learning_rate=1e-3,
+    pred_horizon=4, num_train_timesteps=20, warmup_steps=4, batch_size=16, total_grad_steps=20, learning_rate=1e-3,
 )
 
 
@@ -24,7 +24,7 @@ def dataset(tmp_path_factory):
 
 
 def config(dataset, workdir, **kw):
-    return TrainConfig(dataset=dataset, workdir=workdir, eval_env="none", updates_per_call=5, checkpoint_every=10,
+    return TrainConfig(dataset=dataset, workdir=workdir, eval_env="none", updates_per_call=5, checkpoint_interval=10,
                        progress_bar=False, policy=POLICY, inference=InferenceConfig(ddim_steps=4), **kw)
 
 

@@ -14,7 +14,7 @@ from robojax.agents.sac.config import SACConfig
 from robojax.agents.sac.train import init_loop_state, make_iteration
 
 CONFIG = TeacherConfig(
-    num_envs=2, env_steps=60, learning_starts=10, steps_per_iteration=10, episode_length=20,
+    num_envs=2, total_env_steps=60, learning_starts=10, steps_per_iteration=10, episode_length=20,
     sac=SACConfig(actor_hidden_dims=(16,), critic_hidden_dims=(16,), critic_ensemble_size=2, batch_size=8),
 )
 

@@ -93,10 +93,10 @@ def _loop_threads():
 
 def test_learns_probe_and_shuts_down():
     result = host_loop.train(_config(), env_factory=TargetProbe)
-    assert result.env_steps == 1500
+    assert result.steps == 1500
     assert result.updates > 1000
     # Random actions earn ~3.3; the learned deterministic policy gets close to 10.
-    assert result.final_eval_return > 8.0, result.eval_history
+    assert result.final_return > 8.0, result.eval_history
     assert int(result.replay.size) == 1500
     assert not _loop_threads()
 
@@ -156,7 +156,7 @@ def test_resume_loses_no_transition(tmp_path):
 
     result = host_loop.train(_config(total_env_steps=900, checkpoint_interval=250, workdir=workdir, resume=True),
                              env_factory=TargetProbe)
-    assert result.env_steps == 900 and int(result.replay.size) == 900
+    assert result.steps == 900 and int(result.replay.size) == 900
     stored = replay.contents(result.replay)
     np.testing.assert_array_equal(stored.obs[:450], saved_buffers["replay"]["data"]["obs"][:450])
 

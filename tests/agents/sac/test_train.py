@@ -83,7 +83,7 @@ def test_learns_to_reach_the_origin(reach_config, uninterrupted):
     before = float(evaluate(untrained, jax.random.PRNGKey(1))["eval/return"])
     history = [e["eval/return"] for e in uninterrupted.eval_history]
     assert before < 16.0  # about the do-nothing return, 12.5
-    assert uninterrupted.final_eval_return > 22.0, history
+    assert uninterrupted.final_return > 22.0, history
 
 
 def _specs(config):
