@@ -270,10 +270,25 @@ class HostEnv(abc.ABC):
 
 
 def tree_where(cond: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Select between two pytrees of equal structure with a scalar (or batch-leading) bool."""
+    """Select between two pytrees of equal structure with a scalar (or batch-leading) bool.
+
+    A leaf whose shape does not start with `cond.shape` is shared by the whole batch rather than
+    held per element: MuJoCo Warp's `mjx.Data` (Playground's default backend) keeps its contact
+    buffers and counters (`_impl.ncollision`, `contact__*`) once for all worlds. Such a leaf cannot
+    be selected per element; it comes from `on_true` when `cond` holds everywhere, else from
+    `on_false`, and always keeps its shape (so both branches of a `lax.cond` agree).
+    """
+    cond = jnp.asarray(cond)
 
     def select(a, b):
-        c = jnp.reshape(cond, cond.shape + (1,) * (jnp.ndim(a) - jnp.ndim(cond)))
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(
+                f"tree_where: leaf shapes differ ({jnp.shape(a)} vs {jnp.shape(b)}); both trees"
+                " must come from the same env (same batch size)"
+            )
+        if jnp.shape(a)[: cond.ndim] != cond.shape:
+            return jnp.where(jnp.all(cond), a, b)
+        c = jnp.reshape(cond, cond.shape + (1,) * (jnp.ndim(a) - cond.ndim))
         return jnp.where(c, a, b)
 
     return jax.tree.map(select, on_true, on_false)
