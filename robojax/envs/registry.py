@@ -20,7 +20,8 @@ import importlib
 import importlib.metadata
 import inspect
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from robojax.envs.core import Env
 from robojax.envs.wrappers import (
@@ -98,7 +99,7 @@ def _load_plugins() -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()()
-            except Exception as e:  # one broken task package must not hide the others
+            except Exception as e:  # noqa: BLE001 (one broken task package must not hide the others)
                 _plugin_errors.append(f"{ep.name} = {ep.value}: {type(e).__name__}: {e}")
 
 
