@@ -73,13 +73,13 @@ flags.mark_flags_as_required(["checkpoint", "out"])
 
 
 def _task_control_dt(env_name: str | None) -> float:
-    import envs
+    from robojax.envs import registry
 
-    if env_name is None or env_name not in envs.names():
+    if env_name is None or not registry.is_known(env_name):
         raise app.UsageError(
             f"the run's env {env_name!r} is not a robojax task, so its control period is unknown; pass --control_dt"
         )
-    return float(envs.make(env_name).dt)
+    return float(registry.make(env_name).dt)
 
 
 def _json_format(path: str) -> str | None:

@@ -3,8 +3,9 @@
     python -m experiments.train_sac                                  # cartpole_balance, defaults
     python -m experiments.train_sac --env=pendulum_swingup --workdir=runs/sac_pendulum
     python -m experiments.train_sac --workdir=runs/sac_pendulum --env=pendulum_swingup --resume
+    python -m experiments.train_sac --env=playground:CartpoleBalance  # any MuJoCo Playground env
 
-A gymnasium id (any env not in `envs.names()` that `gymnasium.registry` has) runs the threaded
+A gymnasium id (any env that is neither a robojax task nor `playground:<Name>` but that `gymnasium.registry` has) runs the threaded
 host actor/learner loop (`robojax.agents.sac.host_loop`) instead, optionally with a human in the loop:
 
     python -m experiments.train_sac --env=InvertedPendulum-v5 --target_eval_return=1000
@@ -77,15 +78,15 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
 
     A robojax task name gives a `TrainConfig` (on-device loop); a gymnasium id a `HostTrainConfig`.
     """
-    import envs
-
     from robojax.agents.sac.host_loop import is_gym_id
+    from robojax.envs import registry
 
-    if FLAGS.env not in envs.names() and is_gym_id(FLAGS.env):
+    if not registry.is_known(FLAGS.env) and is_gym_id(FLAGS.env):
         return host_config_from_flags()
     if _INTERVENTION.value != "none":
         raise ValueError("--intervention needs the host loop: pass a gymnasium id as --env")
-    envs.task_class(FLAGS.env)  # unknown names raise with the valid list and close matches
+    # Unknown names (robojax tasks or playground:<Name>) raise with the valid list and close matches.
+    registry.check_name(FLAGS.env)
     overrides = {}
     if FLAGS.workdir is None:
         overrides["workdir"] = os.path.join("runs", f"sac_{FLAGS.env}_{time.strftime('%Y%m%d-%H%M%S')}")

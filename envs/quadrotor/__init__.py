@@ -6,9 +6,7 @@
     env = envs.make("quadrotor_hover", num_envs=1024)        # a fresh random quadrotor per episode
     env = envs.make("quadrotor_track", randomize=False)      # the nominal Crazyflie-like one
     params = jax.vmap(quadrotor.sample_parameters)(keys)     # dict of arrays, leading axis 1024
-    state = env.reset_with_parameters(key, params)           # envs built by envs.make
-    state = quadrotor.reset_with_parameters(my_stack, key, params)  # any stack you wrap yourself,
-                                                             # e.g. AutoResetWrapper(keep_dynamics=True)
+    state = env.reset_with_parameters(key, params)           # any stack: every wrapper passes it on
 
 `state.obs` (22) is the student's observation, `state.info["teacher_obs"]` (29) adds the motor
 speeds and the episode's standardised disturbance draw; `state.dynamics` holds the quadrotor; `state.info["position_error"]` is the distance to

@@ -193,16 +193,25 @@ class QuadrotorEnv(Env):
         params = dyn.sample_parameters(param_key) if self.randomize else dyn.nominal_parameters()
         return self.reset_with_parameters(key, params)
 
-    def reset_with_parameters(self, key: jax.Array, params: dict) -> EnvState:
-        """Reset this (unwrapped, unbatched) task with a given quadrotor.
+    @staticmethod
+    def sample_parameters(key: jax.Array) -> dict:
+        """One quadrotor from the RAPTOR pre-training distribution (`dynamics.sample_parameters`)."""
+        return dyn.sample_parameters(key)
 
-        Envs built by `envs.make` have their own `reset_with_parameters` that goes through the
-        whole wrapper stack; for hand-built stacks use `envs.quadrotor.reset_with_parameters`.
+    def reset_with_parameters(self, key: jax.Array, params: dict) -> EnvState:
+        """Reset this task with a given quadrotor (`Env.reset_with_parameters`).
+
+        Every wrapper passes the call on, so `env.reset_with_parameters(key, params)` works on any
+        stack; a batched one (VmapWrapper) takes parameters with a leading batch axis.
         """
+        missing = sorted(set(dyn.PARAMETER_NAMES) - set(params))
+        if missing:
+            raise ValueError(f"quadrotor parameters are missing {missing}; build them with"
+                             " envs.quadrotor.sample_parameters or nominal_parameters")
         if jnp.ndim(params["mass"]) != 0:
             raise ValueError(
-                "QuadrotorEnv.reset_with_parameters got batched parameters; for a batched or"
-                " wrapped env call envs.quadrotor.reset_with_parameters(env, key, params)"
+                "QuadrotorEnv.reset_with_parameters got batched parameters; reset a batched"
+                " stack (VmapWrapper, e.g. envs.make(name, num_envs=N)) with them instead"
             )
         phys_key, ref_key, rng = jax.random.split(key, 3)
         physics = self._initial_physics(phys_key)
@@ -223,11 +232,6 @@ class QuadrotorEnv(Env):
                      "position_error": pos_err, "velocity_error": zero},
             rng=rng,
         )
-
-    @staticmethod
-    def reset_stack_with_parameters(env: Env, key: jax.Array, params: dict) -> EnvState:
-        """`reset_with_parameters` through a wrapper stack (see the module function)."""
-        return reset_with_parameters(env, key, params)
 
     # ---- step --------------------------------------------------------------------------------
     def _observe(self, physics: dict, episode: dict):
@@ -314,19 +318,8 @@ class QuadrotorTrack(QuadrotorEnv):
 
 
 def reset_with_parameters(env: Env, key: jax.Array, params: dict) -> EnvState:
-    """Reset any (wrapped, batched) quadrotor env with given parameters.
+    """Reset any (wrapped, batched) quadrotor env with given parameters: `env.reset_with_parameters`.
 
-    Exact, because the quadrotor's initial state does not depend on its parameters. For a batched
-    env, `params` carries the batch axis (e.g. `jax.vmap(sample_parameters)(keys)`).
+    For a batched env, `params` carries the batch axis (e.g. `jax.vmap(sample_parameters)(keys)`).
     """
-    state = env.reset(key)
-    params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    missing = sorted(set(state.dynamics) - set(params))
-    if missing:
-        raise ValueError(f"quadrotor parameters are missing {missing}; build them with"
-                         " envs.quadrotor.sample_parameters or nominal_parameters")
-    for k, v in params.items():
-        if k in state.dynamics and v.shape != state.dynamics[k].shape:
-            raise ValueError(f"parameter {k!r} has shape {v.shape}, the env expects"
-                             f" {state.dynamics[k].shape} (batched envs need a leading batch axis)")
-    return state.replace(dynamics={**state.dynamics, **params})
+    return env.reset_with_parameters(key, params)

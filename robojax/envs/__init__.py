@@ -1,6 +1,8 @@
-"""The functional env interface, its wrappers, and bridges to other env ecosystems."""
+"""The functional env interface, its wrappers, the task registry (`make`, `names`, `register`) and
+bridges to other env ecosystems."""
 
 from robojax.envs.core import ArraySpec, Env, EnvState, HostEnv, Wrapper, tree_where
+from robojax.envs.registry import gymnasium_id, make, names, register, task_class
 from robojax.envs.wrappers import (
     ActionRepeat,
     AutoResetWrapper,
@@ -24,5 +26,10 @@ __all__ = [
     "Uniform",
     "VmapWrapper",
     "Wrapper",
+    "gymnasium_id",
+    "make",
+    "names",
+    "register",
+    "task_class",
     "tree_where",
 ]

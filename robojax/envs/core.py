@@ -152,6 +152,19 @@ class Env(abc.ABC):
     @abc.abstractmethod
     def step(self, state: EnvState, action: jax.Array) -> EnvState: ...
 
+    def reset_with_parameters(self, key: jax.Array, params: dict) -> EnvState:
+        """Reset with given physical parameters (they become `state.dynamics`) instead of drawn ones.
+
+        Optional: tasks whose dynamics are explicit parameters (the quadrotor) implement it, and
+        every wrapper passes it through the stack (a batched stack takes `params` with a leading
+        batch axis), so one call gives a fully wrapped state on chosen robots.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement reset_with_parameters: its physical"
+            " parameters are not explicit; use a task that has them (e.g. quadrotor_hover) or"
+            " DomainRandomization to randomise model fields"
+        )
+
     @property
     def dt(self) -> float:
         """Control period in seconds."""
@@ -189,6 +202,16 @@ class Wrapper(Env):
 
     def step(self, state, action):
         return self.env.step(state, action)
+
+    def reset_with_parameters(self, key, params):
+        # A wrapper that changes `reset` must change `reset_with_parameters` the same way; passing
+        # the call straight through would silently skip its reset (missing counters, wrong obs).
+        if type(self).reset is not Wrapper.reset:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides reset but not reset_with_parameters; implement"
+                " it (apply the same change to self.env.reset_with_parameters(key, params))"
+            )
+        return self.env.reset_with_parameters(key, params)
 
     @property
     def dt(self) -> float:
@@ -247,10 +270,25 @@ class HostEnv(abc.ABC):
 
 
 def tree_where(cond: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Select between two pytrees of equal structure with a scalar (or batch-leading) bool."""
+    """Select between two pytrees of equal structure with a scalar (or batch-leading) bool.
+
+    A leaf whose shape does not start with `cond.shape` is shared by the whole batch rather than
+    held per element: MuJoCo Warp's `mjx.Data` (Playground's default backend) keeps its contact
+    buffers and counters (`_impl.ncollision`, `contact__*`) once for all worlds. Such a leaf cannot
+    be selected per element; it comes from `on_true` when `cond` holds everywhere, else from
+    `on_false`, and always keeps its shape (so both branches of a `lax.cond` agree).
+    """
+    cond = jnp.asarray(cond)
 
     def select(a, b):
-        c = jnp.reshape(cond, cond.shape + (1,) * (jnp.ndim(a) - jnp.ndim(cond)))
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(
+                f"tree_where: leaf shapes differ ({jnp.shape(a)} vs {jnp.shape(b)}); both trees"
+                " must come from the same env (same batch size)"
+            )
+        if jnp.shape(a)[: cond.ndim] != cond.shape:
+            return jnp.where(jnp.all(cond), a, b)
+        c = jnp.reshape(cond, cond.shape + (1,) * (jnp.ndim(a) - cond.ndim))
         return jnp.where(c, a, b)
 
     return jax.tree.map(select, on_true, on_false)

@@ -6,7 +6,8 @@ robojax -> gymnasium:
                         finished episodes reset in the same step (`AutoresetMode.SAME_STEP`).
   `make_gymnasium_env` / `make_gymnasium_vector_env`: the entry points behind every
   `robojax/<Name>-v0` registration, so `gymnasium.make` and `gymnasium.make_vec(...,
-  vectorization_mode="vector_entry_point")` work after `import envs`.
+  vectorization_mode="vector_entry_point")` work once the task is registered (`import envs`,
+  or any `robojax.envs.make` / `names` call, which loads the registered task packages).
 
 gymnasium -> robojax:
   `FromGymnasium`       any gymnasium env with Box spaces behind the host-side `HostEnv`
@@ -27,6 +28,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from robojax.envs import registry
 from robojax.envs.core import ArraySpec, Env, EnvState, HostEnv, Wrapper
 from robojax.envs.wrappers import AutoResetWrapper
 
@@ -322,20 +324,16 @@ class GymnasiumVectorEnv(VectorEnv):
 # ---- gymnasium registry entry points -------------------------------------------------------------
 @functools.lru_cache(maxsize=32)
 def _make_robojax_cached(env_name: str, frozen: tuple) -> Env:
-    import envs  # the task suite sits above robojax in the dependency order: import lazily
-
-    return envs.make(env_name, **dict(frozen))
+    return registry.make(env_name, **dict(frozen))
 
 
 def _make_robojax(env_name: str, **kwargs) -> Env:
-    """`envs.make`, reusing the env object (and so its compiled functions) for repeated kwargs."""
+    """`registry.make`, reusing the env object (and so its compiled functions) for repeated kwargs."""
     frozen = tuple(sorted(kwargs.items()))
     try:
         hash(frozen)
     except TypeError:  # e.g. a domain_randomization dict: build afresh
-        import envs
-
-        return envs.make(env_name, **kwargs)
+        return registry.make(env_name, **kwargs)
     return _make_robojax_cached(env_name, frozen)
 
 

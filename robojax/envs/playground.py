@@ -16,6 +16,8 @@ first use, which needs network access.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import subprocess
 from typing import Any, Mapping
@@ -39,15 +41,20 @@ def _registry():
     return registry
 
 
-def _load(name: str, config_overrides: Mapping[str, Any]):
-    registry = _registry()
-    available = tuple(registry.ALL_ENVS)
+def check_name(name: str) -> None:
+    """Raise (with close matches) unless `name` is in MuJoCo Playground's registry."""
+    available = tuple(_registry().ALL_ENVS)
     if name not in available:
         close = difflib.get_close_matches(name, available, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
             f"unknown MuJoCo Playground env {name!r}.{hint} Available: {', '.join(available)}"
         )
+
+
+def _load(name: str, config_overrides: Mapping[str, Any]):
+    registry = _registry()
+    check_name(name)
     try:
         return registry.load(name, config_overrides=dict(config_overrides) or None)
     except subprocess.CalledProcessError as e:
@@ -108,10 +115,39 @@ class PlaygroundEnv(Env):
         return self.playground_env.mj_model
 
     def nominal_dynamics(self):
-        raise NotImplementedError(
-            "robojax DomainRandomization does not reach inside Playground envs; use Playground's"
-            " own randomizer (mujoco_playground.registry.get_domain_randomizer)"
-        )
+        """The `mjx.Model` array fields robojax's `DomainRandomization` can randomise per env.
+
+        `step` runs Playground's step on the model with `state.dynamics` swapped in, the way
+        Playground's own Brax randomisation wrapper does. Playground's per-env randomizers
+        (`registry.get_domain_randomizer`, locomotion and manipulation envs only; the DM Control
+        Suite envs have none) are not wired: express their ranges as `Uniform`s instead.
+        """
+        model = getattr(self.playground_env, "mjx_model", None) if hasattr(self.playground_env, "_mjx_model") else None
+        if model is None:
+            raise NotImplementedError(
+                f"{self.name!r} has no `_mjx_model` to randomise; robojax DomainRandomization"
+                " needs a Playground MjxEnv. Use Playground's own randomizer"
+                " (mujoco_playground.registry.get_domain_randomizer) with its Brax wrapper instead"
+            )
+        fields = {}
+        for f in dataclasses.fields(model):
+            value = getattr(model, f.name, None)
+            if isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jnp.floating):
+                fields[f.name] = value
+        return fields
+
+    @contextlib.contextmanager
+    def _model_with(self, dynamics: Mapping[str, Any]):
+        """Playground's step/reset read `self._mjx_model`; swap in this env's randomised fields."""
+        if not dynamics:
+            yield self.playground_env
+            return
+        nominal = self.playground_env._mjx_model
+        try:
+            self.playground_env._mjx_model = nominal.replace(**dynamics)
+            yield self.playground_env
+        finally:
+            self.playground_env._mjx_model = nominal
 
     # ---- the Env interface -----------------------------------------------------------------------
     def reset(self, key: jax.Array) -> EnvState:
@@ -130,7 +166,8 @@ class PlaygroundEnv(Env):
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
-        pg = self.playground_env.step(state.physics, action)
+        with self._model_with(state.dynamics) as env:
+            pg = env.step(state.physics, action)
         return state.replace(
             physics=pg,
             obs=self._flat_obs(pg.obs),

@@ -1,12 +1,15 @@
 """Env wrappers: time limit, episode statistics, action repeat, domain randomisation,
 vmap batching and autoreset. All are pure and jittable.
 
-The usual stack, built by `envs.make(name, num_envs=N)`:
+The usual stack, built by `robojax.envs.make(name, num_envs=N)`:
 
     AutoResetWrapper(VmapWrapper(EpisodeStatistics(TimeLimit(task)), N))
 
 Per-env wrappers sit inside the vmap; autoreset sits outside it so that a batch where no env
 finished skips the reset computation entirely (`lax.cond` on "any done").
+
+Every wrapper that changes `reset` changes `reset_with_parameters` (reset on given physical
+parameters, see `Env.reset_with_parameters`) the same way, so the call works on a whole stack.
 """
 
 from __future__ import annotations
@@ -29,9 +32,14 @@ class TimeLimit(Wrapper):
             raise ValueError(f"TimeLimit max_steps must be positive, got {max_steps}")
         self.max_steps = int(max_steps)
 
-    def reset(self, key):
-        state = self.env.reset(key)
+    def _begin(self, state):
         return state.replace(episode={**state.episode, "steps": jnp.zeros((), jnp.int32)})
+
+    def reset(self, key):
+        return self._begin(self.env.reset(key))
+
+    def reset_with_parameters(self, key, params):
+        return self._begin(self.env.reset_with_parameters(key, params))
 
     def step(self, state, action):
         nxt = self.env.step(state, action)
@@ -51,7 +59,12 @@ class EpisodeStatistics(Wrapper):
     """
 
     def reset(self, key):
-        state = self.env.reset(key)
+        return self._begin(self.env.reset(key))
+
+    def reset_with_parameters(self, key, params):
+        return self._begin(self.env.reset_with_parameters(key, params))
+
+    def _begin(self, state):
         zero_f, zero_i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
         episode = {**state.episode, "return": zero_f, "length": zero_i}
         info = {
@@ -165,6 +178,13 @@ class DomainRandomization(Wrapper):
         state = self.env.reset(env_key)
         return state.replace(dynamics={**state.dynamics, **self.sample_dynamics(dyn_key)})
 
+    def reset_with_parameters(self, key, params):
+        # Given parameters win; the ranges still randomise the ones not given.
+        env_key, dyn_key = jax.random.split(key)
+        state = self.env.reset_with_parameters(env_key, params)
+        drawn = {k: v for k, v in self.sample_dynamics(dyn_key).items() if k not in params}
+        return state.replace(dynamics={**state.dynamics, **drawn})
+
 
 class VmapWrapper(Wrapper):
     """Batches an env over `num_envs` copies with `jax.vmap`; `reset(key)` splits the key."""
@@ -179,13 +199,26 @@ class VmapWrapper(Wrapper):
     def batch_size(self):
         return self.num_envs
 
-    def reset(self, key):
+    def _keys(self, key):
         key = jnp.asarray(key)
         if key.ndim == (1 if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else 0):
-            keys = jax.random.split(key, self.num_envs)
-        else:
-            keys = key
-        return jax.vmap(self.env.reset)(keys)
+            return jax.random.split(key, self.num_envs)
+        return key
+
+    def reset(self, key):
+        return jax.vmap(self.env.reset)(self._keys(key))
+
+    def reset_with_parameters(self, key, params):
+        """`params` carry the batch axis: one robot per env (e.g. `jax.vmap(sample)(keys)`)."""
+        for name, value in params.items():
+            shape = jnp.shape(value)
+            if shape[:1] != (self.num_envs,):
+                raise ValueError(
+                    f"parameter {name!r} has shape {shape}; this env is batched over"
+                    f" {self.num_envs} copies, so parameters need a leading axis of {self.num_envs}"
+                    " (one per env; jnp.broadcast_to one robot's value to give all envs the same)"
+                )
+        return jax.vmap(self.env.reset_with_parameters)(self._keys(key), params)
 
     def step(self, state, action):
         if action.shape[:1] != (self.num_envs,):
@@ -222,6 +255,10 @@ class AutoResetWrapper(Wrapper):
 
     def reset(self, key):
         state = self.env.reset(key)
+        return state.replace(info={**state.info, "final_obs": state.obs})
+
+    def reset_with_parameters(self, key, params):
+        state = self.env.reset_with_parameters(key, params)
         return state.replace(info={**state.info, "final_obs": state.obs})
 
     def step(self, state, action):

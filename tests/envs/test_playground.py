@@ -184,3 +184,67 @@ def test_real_playground_cartpole_steps_under_jit_and_vmap():
     assert np.all(state.info["episode_return"] > 0)
     assert "reward/upright" in state.metrics
     assert not np.array_equal(state.obs, state.info["final_obs"])
+
+
+def test_tree_where_keeps_batch_shared_leaves():
+    """MuJoCo Warp keeps some mjx.Data leaves once for all worlds (no batch axis): they keep their
+    shape, coming from on_true only where every element is selected."""
+    from robojax.envs import tree_where
+
+    a = {"per_env": jnp.ones((3, 2)), "shared": jnp.array([1]), "empty": jnp.zeros((0, 4))}
+    b = {"per_env": jnp.zeros((3, 2)), "shared": jnp.array([2]), "empty": jnp.zeros((0, 4))}
+    out = tree_where(jnp.array([True, False, True]), a, b)
+    np.testing.assert_array_equal(out["per_env"], [[1, 1], [0, 0], [1, 1]])
+    assert out["shared"].shape == (1,) and int(out["shared"][0]) == 2 and out["empty"].shape == (0, 4)
+    assert int(tree_where(jnp.array([True, True, True]), a, b)["shared"][0]) == 1
+    with pytest.raises(ValueError, match="leaf shapes differ"):
+        tree_where(jnp.array([True, False, True]), a, {**b, "shared": jnp.array([1, 2])})
+
+
+def _staggered(state, n):
+    """Envs 0..n-1 start at different time-limit step counts, so they finish on different steps."""
+    return state.replace(episode={**state.episode, "steps": jnp.arange(n, dtype=jnp.int32)})
+
+
+@pytest.mark.parametrize("impl", ["warp", "jax"])
+def test_real_playground_batched_autoreset_with_some_envs_done(impl):
+    """The evaluation path that broke: a batch where only some envs finish, under jit and lax.cond,
+    on Playground's default MuJoCo Warp backend (batch-shared Data leaves) and on MJX-JAX."""
+    pytest.importorskip("mujoco_playground")
+    n = 3
+    env = envs.make("playground:CartpoleBalance", num_envs=n, impl=impl, episode_length=3)
+    state = _staggered(jax.jit(env.reset)(jax.random.PRNGKey(0)), n)
+    step = jax.jit(env.step)
+    state = step(state, jnp.zeros((n, 1)))  # steps 1, 2, 3: only env 2 hits the limit
+    np.testing.assert_array_equal(state.truncated, [False, False, True])
+    assert not np.array_equal(state.obs[2], state.info["final_obs"][2])
+    np.testing.assert_array_equal(state.obs[:2], state.info["final_obs"][:2])
+    np.testing.assert_array_equal(state.episode["steps"], [1, 2, 0])
+    state = step(state, jnp.zeros((n, 1)))
+    np.testing.assert_array_equal(state.truncated, [False, True, False])
+    assert np.all(np.isfinite(state.obs))
+
+
+def test_real_playground_domain_randomization_changes_the_dynamics():
+    """robojax's DomainRandomization on mjx.Model fields: each env steps its own sampled model."""
+    pytest.importorskip("mujoco_playground")
+    from robojax.envs import Uniform
+
+    n = 2
+    base = dict(num_envs=n, impl="jax", episode_length=50, autoreset=False)
+    with pytest.raises(ValueError, match="randomisable parameters are"):
+        envs.make("playground:CartpoleBalance", domain_randomization={"no_such_field": Uniform(0.5, 2.0)}, **base)
+    env = envs.make("playground:CartpoleBalance", domain_randomization={"body_mass": Uniform(0.2, 5.0)}, **base)
+    nominal = envs.make("playground:CartpoleBalance", **base)
+    key = jax.random.PRNGKey(0)
+    state, ref = jax.jit(env.reset)(key), jax.jit(nominal.reset)(key)
+    assert state.dynamics["body_mass"].shape == (n,) + env.unwrapped.nominal_dynamics()["body_mass"].shape
+    assert not np.allclose(state.dynamics["body_mass"][0], state.dynamics["body_mass"][1])
+    # Same initial physics, different masses: the same push moves the carts differently.
+    state = state.replace(physics=ref.physics, obs=ref.obs)
+    push = jnp.ones((n, 1))
+    s, r = state, ref
+    for _ in range(5):
+        s, r = jax.jit(env.step)(s, push), jax.jit(nominal.step)(r, push)
+    assert not np.allclose(s.obs, r.obs, atol=1e-5)
+    assert not np.allclose(s.obs[0], s.obs[1], atol=1e-5)

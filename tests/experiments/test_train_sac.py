@@ -66,3 +66,23 @@ def test_command_line_reports_bad_flags_and_paths(tmp_path):
     no_checkpoint = _run("--resume", f"--workdir={tmp_path / 'nothing_here'}")
     assert no_checkpoint.returncode == 1 and "resume: no checkpoint in" in no_checkpoint.stderr
     assert not os.path.exists(tmp_path / "nothing_here")
+
+
+def test_command_line_trains_on_a_playground_env(tmp_path):
+    """`--env=playground:<Name>` runs the on-device loop end to end, with the batched, autoresetting
+    evaluation (Playground's default MuJoCo Warp backend; CartpoleBalance ships its own model)."""
+    pytest.importorskip("mujoco_playground")
+    import json
+
+    workdir = tmp_path / "run"
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.train_sac", "--env=playground:CartpoleBalance",
+         "--total_env_steps=1000", "--steps_per_iteration=500", "--learning_starts=500",
+         "--eval_interval=1000", "--eval_episodes=2", "--checkpoint_interval=1000", "--batch_size=64",
+         f"--workdir={workdir}"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=1500, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "final eval return" in run.stdout
+    evals = [r for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()) if "eval/return" in r]
+    assert evals and all(r["eval/return"] > 0 for r in evals)  # CartpoleBalance rewards are in [0, 1]

@@ -32,6 +32,7 @@ from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, Infere
 from robojax.config_utils import from_dict, to_dict
 from robojax.data.episodes import EpisodeDataset, load_episodes
 from robojax.data.windows import make_windows
+from robojax.envs import registry as env_registry
 from robojax.envs.core import ArraySpec, Env
 
 POLICY_FORMAT = "robojax.diffusion_policy/1"
@@ -184,9 +185,7 @@ def make_evaluator(
 
 
 def make_eval_env(name: str, num_envs: int, episode_length: int = 0) -> Env:
-    import envs  # the task suite sits above robojax in the dependency order
-
-    return envs.make(name, num_envs=num_envs, episode_length=episode_length or None)
+    return env_registry.make(name, num_envs=num_envs, episode_length=episode_length or None)
 
 
 # --------------------------------------------------------------------------------------------- run metadata
@@ -445,10 +444,8 @@ def measure_latency(
     `action_steps`-th, starting with the first, which is a cold solve and excluded once compiled
     for RTI) are also reported on their own as per-chunk latency.
     """
-    import envs
-
     name = env_name or loaded.metadata.get("env")
-    env = envs.make(name)
+    env = env_registry.make(name)
     policy = loaded.policy(inference)
     step = jax.jit(policy.step)
     env_step, env_reset = jax.jit(env.step), jax.jit(env.reset)

@@ -25,6 +25,7 @@ import numpy as np
 from robojax.agents.raptor import distill
 from robojax.agents.raptor.config import EvalConfig
 from robojax.agents.raptor.distill import Episodes, StudentFns
+from robojax.envs import registry as env_registry
 from robojax.envs.core import Env
 
 # Stream 0: training quadrotors; stream 1: held-out quadrotors with oracle teachers; stream 2: the
@@ -37,10 +38,10 @@ def quadrotor_keys(seed: int, stream: int, num: int) -> jax.Array:
     return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 1000 + stream), num)
 
 
-def sample_quadrotors(seed: int, stream: int, num: int) -> dict:
-    """`num` quadrotors' parameters (leading axis) from the paper's ranges."""
-    from envs.quadrotor import sample_parameters
-
+def sample_quadrotors(seed: int, stream: int, num: int, env_name: str = "quadrotor_hover") -> dict:
+    """`num` quadrotors' parameters (leading axis) from the paper's ranges, drawn by the
+    registered quadrotor task's `sample_parameters` (hover and track share the distribution)."""
+    sample_parameters = env_registry.task_class(env_name).sample_parameters
     return jax.vmap(sample_parameters)(quadrotor_keys(seed, stream, num))
 
 

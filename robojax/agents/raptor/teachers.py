@@ -28,6 +28,7 @@ from robojax.agents.raptor.config import TeacherConfig
 from robojax.agents.sac import learner as sac_learner
 from robojax.agents.sac.config import TrainConfig
 from robojax.agents.sac.train import LoopState, init_loop_state, learning_config, make_iteration
+from robojax.envs import registry as env_registry
 from robojax.envs.core import ArraySpec, Env, Wrapper
 from robojax.envs.wrappers import AutoResetWrapper, VmapWrapper
 
@@ -80,9 +81,7 @@ def env_name(task: str) -> str:
 def make_task_env(task: str, episode_length: int) -> Env:
     """One unbatched quadrotor env (time limit and episode statistics, no autoreset); the privileged
     observation is always in info["teacher_obs"]."""
-    import envs  # the task suite sits above robojax in the dependency order
-
-    return envs.make(env_name(task), episode_length=episode_length)
+    return env_registry.make(env_name(task), episode_length=episode_length)
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,7 +120,7 @@ def _with_dynamics(state: LoopState, dynamics: dict) -> LoopState:
     if set(current) != set(dynamics):
         raise ValueError(
             f"quadrotor parameters have keys {sorted(dynamics)}, but the env carries {sorted(current)};"
-            " sample them with envs.quadrotor.sample_parameters"
+            " sample them with the task's sample_parameters (evaluate.sample_quadrotors)"
         )
     batched = {
         name: jnp.broadcast_to(jnp.asarray(value, current[name].dtype), current[name].shape)

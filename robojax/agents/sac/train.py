@@ -28,6 +28,7 @@ from robojax.config_utils import to_dict
 from robojax.data import replay
 from robojax.data.demos import load_demos
 from robojax.data.replay import ReplayBuffer, Transition
+from robojax.envs import registry as env_registry
 from robojax.envs.core import Env, EnvState
 
 EnvFactory = Callable[[str, int], Env]
@@ -75,10 +76,8 @@ class TrainResult:
 
 
 def default_env_factory(name: str, num_envs: int) -> Env:
-    """A batched, autoresetting task from the `envs` registry."""
-    import envs  # the task suite sits above robojax in the dependency order: import lazily
-
-    return envs.make(name, num_envs=num_envs)
+    """A batched, autoresetting task from the registry (`robojax.envs.make`)."""
+    return env_registry.make(name, num_envs=num_envs)
 
 
 def sample_update_batches(
