@@ -165,9 +165,9 @@ def measure_latency(policy: Policy, env: Env, *, num_actions: int = 200, seed: i
 
     The policy drives the unbatched `env` (reset, with a fresh carry, when an episode ends).
     Compilation and a warm-up through two plans are excluded. For chunked policies
-    (`executed_steps` k > 1) the calls that plan (the k-th calls since a reset; the first one is
-    the cold plan, reported as first_chunk_ms) are also reported as per-chunk latency, and the
-    "nfe_*" entries of `action_chunking` are copied through.
+    (`action_chunking` set, or `executed_steps` k > 1) the calls that plan (the k-th calls since a
+    reset; the first one is the cold plan, reported as first_chunk_ms) are also reported as
+    per-chunk latency, and the "nfe_*" entries of `action_chunking` are copied through.
     """
     if env.batch_size is not None:
         raise ValueError(f"measure_latency times batch-1 steps: pass an unbatched env (envs.make(name)), got {env!r}")
@@ -212,7 +212,7 @@ def measure_latency(policy: Policy, env: Env, *, num_actions: int = 200, seed: i
         "action_steps": k,
         "device": str(jax.devices()[0]),
     }
-    if k > 1:
+    if k > 1 or policy.action_chunking is not None:  # a chunked policy replanning every call still plans
         chunk_ms = np.asarray(replans or cold) * 1e3
         out.update({
             "per_chunk_ms_p50": float(np.percentile(chunk_ms, 50)),

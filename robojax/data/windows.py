@@ -1,4 +1,4 @@
-"""Training windows for action-chunking policies, and min/max action normalisation.
+"""Training windows for action-chunking policies.
 
 `make_windows` cuts every episode of an `EpisodeDataset` into one sample per step t:
 
@@ -13,100 +13,16 @@ episode has obs = [o0, ..., o0, o0] and the last has actions = [a_{T-1}, ..., a_
 more than Ta-1 padded actions; here the chunk starts at the current step and every step of
 every episode yields a window, so the end-of-episode "hold still" behaviour is also learned.)
 
-`MinMaxNormalizer` maps each continuous action dim's [min, max] (over the dataset) affinely
-onto [-1, 1]. Discrete dims (`discrete_dims`, e.g. robojax's gripper, already -1 closed / +1
-open) pass through unchanged, so a sampler's clipping to [-1, 1] keeps them intact and RTI-DP's
-gripper scaling/clipping sees the raw values. A dim whose range is below `range_eps` (constant
-in the data) is only shifted: its value maps to 0 and back, with no division by the range.
+The action normaliser fitted alongside (`MinMaxNormalizer`) lives in `robojax.data.normalizer`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from robojax.data.episodes import EpisodeDataset
 
-__all__ = ["MinMaxNormalizer", "make_windows"]
-
-
-def _xp(x):
-    return jnp if isinstance(x, jax.Array) else np
-
-
-@struct.dataclass
-class MinMaxNormalizer:
-    """Per-dim affine map of [low, high] onto [-1, 1]; discrete and constant dims as documented above.
-
-    A pytree (low/high are leaves; discrete_dims and range_eps are static), so it can live in a
-    train state and be used inside jit. Works on numpy and jax arrays with any leading dims.
-    """
-
-    low: Any  # [A]
-    high: Any  # [A]
-    discrete_dims: tuple[int, ...] = struct.field(pytree_node=False, default=())
-    range_eps: float = struct.field(pytree_node=False, default=1e-4)
-
-    @classmethod
-    def fit(cls, actions, discrete_dims: Sequence[int] = (), range_eps: float = 1e-4) -> "MinMaxNormalizer":
-        actions = np.asarray(actions, np.float32)
-        if actions.ndim < 1 or actions.size == 0:
-            raise ValueError(f"MinMaxNormalizer.fit needs actions [N, A] with N > 0; got shape {actions.shape}")
-        actions = actions.reshape(-1, actions.shape[-1])
-        if not np.all(np.isfinite(actions)):
-            raise ValueError("MinMaxNormalizer.fit: actions contain NaN/inf; clean the dataset first")
-        dims = tuple(sorted(int(d) for d in discrete_dims))
-        if any(not 0 <= d < actions.shape[-1] for d in dims):
-            raise ValueError(f"discrete_dims {dims} out of range for {actions.shape[-1]} action dims")
-        return cls(actions.min(0), actions.max(0), dims, float(range_eps))
-
-    def _center_scale(self, xp):
-        low, high = xp.asarray(self.low, xp.float32), xp.asarray(self.high, xp.float32)
-        span = high - low
-        scale = xp.where(span > self.range_eps, 2.0 / xp.maximum(span, self.range_eps), 1.0)
-        center = (high + low) / 2.0
-        if self.discrete_dims:
-            mask = np.zeros(np.shape(self.low), bool)
-            mask[list(self.discrete_dims)] = True
-            scale = xp.where(mask, 1.0, scale)
-            center = xp.where(mask, 0.0, center)
-        return center, scale
-
-    def normalize(self, x):
-        """Continuous dims: [low, high] -> [-1, 1]. Discrete dims: unchanged."""
-        xp = _xp(x)
-        center, scale = self._center_scale(xp)
-        return ((xp.asarray(x) - center) * scale).astype(xp.float32)
-
-    def unnormalize(self, x):
-        """Inverse of `normalize`."""
-        xp = _xp(x)
-        center, scale = self._center_scale(xp)
-        return (xp.asarray(x) / scale + center).astype(xp.float32)
-
-    def to_dict(self) -> dict:
-        return {
-            "type": "minmax",
-            "low": np.asarray(self.low, np.float32).tolist(),
-            "high": np.asarray(self.high, np.float32).tolist(),
-            "discrete_dims": list(self.discrete_dims),
-            "range_eps": self.range_eps,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MinMaxNormalizer":
-        if d.get("type", "minmax") != "minmax":
-            raise ValueError(f"not a MinMaxNormalizer dict (type {d.get('type')!r})")
-        return cls(
-            np.asarray(d["low"], np.float32),
-            np.asarray(d["high"], np.float32),
-            tuple(int(i) for i in d.get("discrete_dims", ())),
-            float(d.get("range_eps", 1e-4)),
-        )
+__all__ = ["make_windows"]
 
 
 def make_windows(dataset: EpisodeDataset, obs_horizon: int = 2, pred_horizon: int = 16) -> dict[str, np.ndarray]:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from robojax.data.episodes import Episode, EpisodeDataset
-from robojax.data.windows import MinMaxNormalizer, make_windows
+from robojax.data.normalizer import MinMaxNormalizer
+from robojax.data.windows import make_windows
 from robojax.envs.core import ArraySpec
 
 

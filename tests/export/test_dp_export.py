@@ -13,7 +13,7 @@ import pytest
 
 import robojax  # noqa: F401
 import robojax.deploy as deploy
-from robojax.agents.diffusion_policy import learner, rti
+from robojax.agents.diffusion_policy import learner, receding_horizon, rti
 from robojax.agents.diffusion_policy import train as dp_train
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from robojax.agents.diffusion_policy.export import (
@@ -61,8 +61,8 @@ def _observations(n):
 
 
 def _learner_policy(state, inference):
-    return learner.make_policy(state.ema_params, state.normalizers, CONFIG, inference, OBS_DIM, ACT_DIM,
-                               action_low=ACT_SPEC.low, action_high=ACT_SPEC.high)
+    return receding_horizon.make_policy(state.ema_params, state.normalizers, CONFIG, inference, OBS_DIM, ACT_DIM,
+                                        action_low=ACT_SPEC.low, action_high=ACT_SPEC.high)
 
 
 def _reference(state, inference, obs, seed):
@@ -124,13 +124,13 @@ def test_rti_parity_warm_start_and_reset(state, tmp_path):
     learner_policy = _learner_policy(state, RTI)
     key9 = _keys(3, 9)[8]
     history9 = jnp.concatenate([history[:, 1:], jnp.asarray(obs[8])[None, None]], axis=1)
-    warm = learner_policy.plan(history9, chunk, key9, True)
+    warm = learner_policy.extras["plan"](history9, chunk, key9, True)
     np.testing.assert_allclose(got[8:16], _to_actions(state, warm)[:8], **TOL)
     policy(obs[8])
     np.testing.assert_allclose(policy.carry[1], np.asarray(warm), **TOL)  # the new plan is carried on
     # A warm start from any other chunk, or a cold plan, gives other actions: the carry's chunk matters.
-    for other in (learner_policy.plan(history9, jnp.zeros_like(chunk), key9, True),
-                  learner_policy.plan(history9, chunk, key9, False)):
+    for other in (learner_policy.extras["plan"](history9, jnp.zeros_like(chunk), key9, True),
+                  learner_policy.extras["plan"](history9, chunk, key9, False)):
         assert np.abs(_to_actions(state, other)[:8, :2] - got[8:16, :2]).max() > 1e-3
 
     policy.reset()
@@ -215,10 +215,11 @@ def test_policy_batches_on_one_replan_clock_and_runs_in_the_evaluator(state):
     """The exported Policy's batched form is the learner's shared-clock batch (not a vmap of the
     single-env step, whose per-env replan cond would run the denoiser every step)."""
     policy = make_policy(source_from_train_state(state, OBS_SPEC, ACT_SPEC, env="toy"), RTI)
-    reference = learner.make_policy(state.ema_params, state.normalizers, CONFIG, RTI, OBS_DIM, ACT_DIM,
-                                    action_low=ACT_SPEC.low, action_high=ACT_SPEC.high, batch_size=3)
-    assert policy.evals_per_action == reference.nfe["per_action"] == pytest.approx(3 / 8)
-    assert policy.executed_steps == 8 and policy.extras["nfe"] == reference.nfe
+    reference = batch_policy(receding_horizon.make_policy(
+        state.ema_params, state.normalizers, CONFIG, RTI, OBS_DIM, ACT_DIM, action_low=ACT_SPEC.low,
+        action_high=ACT_SPEC.high), 3)
+    assert policy.evals_per_action == reference.extras["nfe"]["per_action"] == pytest.approx(3 / 8)
+    assert policy.executed_steps == 8 and policy.extras["nfe"] == reference.extras["nfe"]
     batched = batch_policy(policy, 3)
     assert batched.batch_size == 3 and batched.name == policy.name
     carry, ref_carry = batched.init_carry(), reference.init_carry()

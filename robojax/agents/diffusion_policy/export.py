@@ -1,7 +1,7 @@
-"""Diffusion Policy -> policy artifact: the receding-horizon policy of `learner.make_policy`, exported.
+"""Diffusion Policy -> policy artifact: the receding-horizon policy of `receding_horizon.make_policy`, exported.
 
-The exported step is exactly `learner.make_policy(...).step` for one environment (obs [obs_dim] ->
-action [action_dim]); its carry is the learner's `PolicyCarry`:
+The exported step is exactly that policy's single-env step (obs [obs_dim] -> action [action_dim]);
+its carry is `receding_horizon.PolicyCarry`:
 
     obs_history [1, To, obs_dim]  raw observations, oldest first
     chunk       [1, Tp, A]        the current plan in the model's (normalised) action space
@@ -29,11 +29,11 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from robojax.agents.diffusion_policy import learner
 from robojax.agents.diffusion_policy import train as dp_train
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig
+from robojax.agents.diffusion_policy.receding_horizon import receding_horizon_policy
 from robojax.config_utils import from_dict, to_dict
 from robojax.envs.core import ArraySpec
 from robojax.policy import Policy
@@ -125,83 +125,9 @@ def load_dp_source(path: str | os.PathLike, *, step: int | None = None) -> DPSou
     )
 
 
-def action_chunking(config: DiffusionPolicyConfig, inference: InferenceConfig, policy: learner.Policy) -> dict:
-    """The sidecar's description of the chunked policy: horizons, inference mode, step lists, NFE."""
-    _, cold_method, _, warm_method = learner.inference_timesteps(config, inference)
-    return {
-        "chunk_length": config.pred_horizon,  # Tp
-        "executed_steps": policy.action_steps,  # Ta: actions executed per plan
-        "obs_horizon": config.obs_horizon,  # To
-        "objective": config.objective,
-        "inference": inference.inference if config.objective == "diffusion" else "direct",
-        "cold_method": cold_method,
-        "cold_timesteps": list(policy.cold_timesteps),
-        "warm_start": inference.inference == "rti" and config.objective == "diffusion",
-        "warm_method": warm_method,
-        "warm_timesteps": list(policy.warm_timesteps),
-        "nfe_first_chunk": policy.nfe["first_chunk"],
-        "nfe_per_chunk": policy.nfe["per_chunk"],
-        "nfe_per_action": policy.nfe["per_action"],
-    }
-
-
-def receding_horizon_policy(
-    params: Any,
-    normalizers: learner.Normalizers,
-    config: DiffusionPolicyConfig,
-    inference: InferenceConfig,
-    observation_spec: ArraySpec,
-    action_spec: ArraySpec,
-    *,
-    name: str = "",
-) -> Policy:
-    """learner.make_policy's single-env step as a Policy; traceable (params may be jit arguments),
-    so a training loop can rebuild it inside one compiled evaluator.
-
-    Its `batched(n)` is learner.make_policy(batch_size=n): n envs replanning on one shared clock, so a
-    batch runs the denoiser only on replanning steps (a vmap of the single-env step would run it on
-    every step, its `lax.cond` becoming a select).
-    """
-    inference.check_against(config)
-    dtype = action_spec.dtype
-
-    def learner_policy(batch_size):
-        return learner.make_policy(
-            params, normalizers, config, inference, observation_spec.shape[0], action_spec.shape[0],
-            action_low=np.broadcast_to(action_spec.low, action_spec.shape),
-            action_high=np.broadcast_to(action_spec.high, action_spec.shape),
-            batch_size=batch_size,
-        )
-
-    def cast(step):
-        def cast_step(carry, obs, key):
-            action, carry = step(carry, obs, key)
-            return action.astype(dtype), carry
-
-        return cast_step
-
-    policy = learner_policy(None)
-    single = Policy(
-        init_carry=policy.init_carry,
-        step=cast(policy.step),
-        name=name,
-        stochastic=config.objective == "diffusion",
-        action_chunking=action_chunking(config, inference, policy),
-        evals_per_action=policy.nfe["per_action"],
-        extras={"nfe": dict(policy.nfe), "plan": policy.plan},
-    )
-
-    def batched(n: int) -> Policy:
-        shared_clock = learner_policy(int(n))
-        return dataclasses.replace(single, init_carry=shared_clock.init_carry, step=cast(shared_clock.step),
-                                   batched=None, batch_size=int(n), extras={**single.extras, "plan": shared_clock.plan})
-
-    return dataclasses.replace(single, batched=batched)
-
-
 def make_policy(source: DPSource, inference: InferenceConfig) -> Policy:
     """The single-env receding-horizon Diffusion Policy of `source` as a Policy, with its normalisers
-    recorded for the sidecar (see `receding_horizon_policy`)."""
+    recorded for the sidecar (see `receding_horizon.make_policy`)."""
     mode = inference.inference if source.config.objective == "diffusion" else "mse"
     policy = receding_horizon_policy(
         jax.tree.map(jnp.asarray, source.params), source.normalizers, source.config, inference,

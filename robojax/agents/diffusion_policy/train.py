@@ -23,17 +23,18 @@ import numpy as np
 from absl import logging as absl_logging
 from flax import struct
 
-import robojax
 from robojax import checkpoint as ckpt
-from robojax import logging as rlog
-from robojax import runs
-from robojax.agents.diffusion_policy import learner
+from robojax import evaluation, runs
+from robojax import logging as rlog  # noqa: F401 - the loop's sinks (tests read rlog.read_jsonl through here)
+from robojax.agents.diffusion_policy import learner, receding_horizon
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from robojax.config_utils import from_dict, to_dict
 from robojax.data.episodes import EpisodeDataset, load_episodes
 from robojax.data.windows import make_windows
 from robojax.envs import registry as env_registry
 from robojax.envs.core import ArraySpec, Env
+from robojax.evaluation import episode_length_of, make_episode_evaluator
+from robojax.policy import Policy
 
 POLICY_FORMAT = "robojax.diffusion_policy/1"
 RUN_FORMAT = "robojax.diffusion_policy.loop/1"
@@ -127,58 +128,39 @@ def make_train_call(config: DiffusionPolicyConfig, num_updates: int) -> Callable
     return call
 
 
-def episode_length_of(env: Env) -> int:
-    length = getattr(env, "max_steps", None) or getattr(env, "episode_length", None)
-    if length is None:
-        raise ValueError(f"{env!r} has neither a TimeLimit nor an episode_length; evaluation needs finite episodes")
-    return int(length)
+def make_evaluator(
+    env: Env, config: DiffusionPolicyConfig, inference: InferenceConfig, observation_spec: ArraySpec,
+    action_spec: ArraySpec,
+) -> Callable:
+    """Jitted closed-loop evaluation: one episode in every env of the batched `env` (robojax.evaluation).
+
+    Returns `evaluate(params, normalizers, key) -> {eval/success, eval/success_any_step, eval/return,
+    eval/successes}`: success is the task's flag at each episode's end, counted once per env. The
+    policy replans every `action_steps` control steps, all envs on the same clock.
+    """
+    bounds = [tuple(np.broadcast_to(b, action_spec.shape).tolist()) for b in (action_spec.low, action_spec.high)]
+    return _evaluator(env, config, inference, observation_spec.shape[0], action_spec.shape[0], *bounds,
+                      np.dtype(action_spec.dtype).name)
 
 
 @functools.lru_cache(maxsize=16)
-def make_evaluator(
-    env: Env, config: DiffusionPolicyConfig, inference: InferenceConfig, obs_dim: int, action_dim: int,
-    action_low: tuple, action_high: tuple,
-) -> Callable:
-    """Jitted closed-loop evaluation: one episode in every env of the batched `env`, as one `lax.scan`.
+def _evaluator(env, config, inference, obs_dim, action_dim, action_low, action_high, action_dtype) -> Callable:
+    # Cached on hashable figures (an ArraySpec holds arrays): a resumed run or a second evaluation reuses it.
+    def build(params_and_normalizers):
+        params, normalizers = params_and_normalizers
+        return receding_horizon.make_policy(params, normalizers, config, inference, obs_dim, action_dim,
+                                            action_low=action_low, action_high=action_high, action_dtype=action_dtype)
 
-    Returns `evaluate(params, normalizers, key) -> {eval/success, ...}`; success is the task's flag at
-    each episode's end (EpisodeStatistics), counted once per env (envs that finish early stop counting).
-    The policy replans every `action_steps` control steps, all envs on the same clock.
-    """
-    max_steps = episode_length_of(env)
-    low, high = np.asarray(action_low, np.float32), np.asarray(action_high, np.float32)
+    episodes = make_episode_evaluator(env, build, episode_length=episode_length_of(env))
 
     @jax.jit
     def evaluate(params, normalizers: learner.Normalizers, key: jax.Array) -> dict:
-        reset_key, policy_key = jax.random.split(key)
-        env_state = env.reset(reset_key)
-        batch = env_state.obs.shape[0]
-        policy = learner.make_policy(
-            params, normalizers, config, inference, obs_dim, action_dim,
-            batch_size=batch, action_low=low, action_high=high,
-        )
-
-        def body(carry, step_key):
-            env_state, policy_carry, success, ever, returns, running = carry
-            action, policy_carry = policy.step(policy_carry, env_state.obs, step_key)
-            env_state = env.step(env_state, action)
-            info = env_state.info
-            returns = returns + jnp.where(running, env_state.reward, 0.0)
-            ever = ever | (running & info["success"])
-            finished = running & info["episode_done"]
-            success = jnp.where(finished, info["episode_success"], success)
-            running = running & ~info["episode_done"]
-            return (env_state, policy_carry, success, ever, returns, running), None
-
-        zeros = jnp.zeros(batch, bool)
-        init = (env_state, policy.init_carry(), zeros, zeros, jnp.zeros(batch), jnp.ones(batch, bool))
-        keys = jax.random.split(policy_key, max_steps)
-        (_, _, success, ever, returns, _), _ = jax.lax.scan(body, init, keys)
+        out = episodes((params, normalizers), key)
         return {
-            "eval/success": jnp.mean(success.astype(jnp.float32)),
-            "eval/success_any_step": jnp.mean(ever.astype(jnp.float32)),
-            "eval/return": jnp.mean(returns),
-            "eval/successes": success,
+            "eval/success": jnp.mean(out["success"].astype(jnp.float32)),
+            "eval/success_any_step": jnp.mean(out["success_any_step"].astype(jnp.float32)),
+            "eval/return": jnp.mean(out["return"]),
+            "eval/successes": out["success"],
         }
 
     return evaluate
@@ -192,33 +174,32 @@ def make_eval_env(name: str, num_envs: int, episode_length: int = 0) -> Env:
 
 
 def run_metadata(config: TrainConfig, dataset: EpisodeDataset) -> dict:
-    return {
-        "format": RUN_FORMAT,
-        "robojax_version": robojax.__version__,
-        "jax_version": jax.__version__,
-        "dataset": os.path.abspath(config.dataset),
-        "dataset_episodes": len(dataset.episodes),
-        "dataset_steps": dataset.num_steps,
-        "env": dataset.env,
-        "control_dt": dataset.control_dt,
-        "observation_spec": dataset.observation_spec.to_dict(),
-        "action_spec": dataset.action_spec.to_dict(),
-        "discrete_action_dims": list(dataset.discrete_action_dims),
-        "config": to_dict(config),
-    }
+    """What config.json, every checkpoint and the saved policy record about the run."""
+    return runs.run_metadata(
+        RUN_FORMAT,
+        to_dict(config),
+        dataset=os.path.abspath(config.dataset),
+        dataset_episodes=len(dataset.episodes),
+        dataset_steps=dataset.num_steps,
+        env=dataset.env,
+        control_dt=dataset.control_dt,
+        observation_spec=dataset.observation_spec.to_dict(),
+        action_spec=dataset.action_spec.to_dict(),
+        discrete_action_dims=list(dataset.discrete_action_dims),
+    )
 
 
 def resume_fingerprint(metadata: dict) -> dict:
+    """The part of the run metadata that must match for a resume to continue the same run."""
     # Through from_dict: checkpoints saved under the old field names compare by the new ones.
     saved = to_dict(from_dict(TrainConfig, metadata["config"]))
-    config = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
     return {
         "dataset_episodes": metadata["dataset_episodes"],
         "dataset_steps": metadata["dataset_steps"],
         "observation_spec": {k: metadata["observation_spec"][k] for k in ("shape", "dtype")},
         "action_spec": {k: metadata["action_spec"][k] for k in ("shape", "dtype")},
         "discrete_action_dims": metadata["discrete_action_dims"],
-        "config": config,
+        "config": runs.without_fields(saved, RESUMABLE_CHANGES),
     }
 
 
@@ -250,10 +231,10 @@ class LoadedPolicy:
     observation_spec: ArraySpec
     metadata: dict
 
-    def policy(self, inference: InferenceConfig, batch_size: int | None = None) -> learner.Policy:
-        return learner.make_policy(
-            self.params, self.normalizers, self.config, inference, self.obs_dim, self.action_dim,
-            action_low=self.action_spec.low, action_high=self.action_spec.high, batch_size=batch_size,
+    def policy(self, inference: InferenceConfig) -> Policy:
+        """The single-env receding-horizon policy (`batch_policy(policy, n)` for n envs on one clock)."""
+        return receding_horizon.receding_horizon_policy(
+            self.params, self.normalizers, self.config, inference, self.observation_spec, self.action_spec
         )
 
 
@@ -287,101 +268,76 @@ def train(config: TrainConfig, env_factory: Callable[[str, int, int], Env] | Non
     """
     start = time.perf_counter()
     dataset = load_dataset(config.dataset, config.max_episodes)  # bad datasets fail before any directory is made
-    workdir = os.path.abspath(config.workdir) if config.workdir else None
-    checkpointer = (
-        runs.open_checkpointer(workdir, resume=config.resume, keep=config.checkpoints_to_keep, resume_flag="--resume")
-        if workdir else None
-    )
-    try:
-        return _train(config, dataset, env_factory or make_eval_env, workdir, checkpointer, start)
-    finally:
-        if checkpointer:
-            checkpointer.close()
+    # The headline figure is the success rate: it is what the progress bar and eval_history follow.
+    with runs.Run(
+        config.workdir, resume=config.resume, resume_flag="--resume", started=start,
+        resumable=RESUMABLE_CHANGES, fingerprint=resume_fingerprint, checkpoints_to_keep=config.checkpoints_to_keep,
+        stdout_keys=("eval/success", "eval/success_any_step", "eval/return"), eval_key="eval/success",
+        progress_bar=config.progress_bar,
+    ) as run:
+        return _train(config, dataset, env_factory or make_eval_env, run)
 
 
-def _train(config, dataset, make_env, workdir, checkpointer, start) -> TrainResult:
+def _train(config: TrainConfig, dataset: EpisodeDataset, make_env, run: runs.Run) -> TrainResult:
     policy_config = config.policy
     data, normalizers = prepare_data(dataset, policy_config)
     root = jax.random.PRNGKey(config.seed)
     train_key, eval_root = jax.random.split(root)
     state = init_loop_state(train_key, dataset, policy_config, normalizers)
     metadata = run_metadata(config, dataset)
-    if checkpointer and config.resume:
-        step = checkpointer.latest_step()
-        saved = checkpointer.read_metadata(step)
-        ckpt.check_compatible(resume_fingerprint(saved), resume_fingerprint(metadata), where=checkpointer.step_path(step))
-        state, _ = checkpointer.restore(state, step=step)
-        absl_logging.info("resumed at step %d from %s", int(state.learner.step), checkpointer.directory)
-    if workdir:
-        runs.write_json(os.path.join(workdir, "config.json"), metadata)
+    run.describe(metadata)
+    if run.resuming:
+        state, _ = run.restore(state)
+        absl_logging.info("resumed at step %d from %s", int(state.learner.step), run.checkpointer.directory)
+    steps = int(state.learner.step)
+    run.start(step=steps, total=policy_config.total_grad_steps)
 
     eval_name = dataset.env if config.eval_env == "" else config.eval_env
     evaluate = None
     if eval_name and eval_name != "none":
         eval_env = make_env(eval_name, config.eval_episodes, config.eval_episode_length)
-        evaluate = make_evaluator(
-            eval_env, policy_config, config.inference, dataset.observation_spec.shape[0], dataset.action_spec.shape[0],
-            tuple(np.broadcast_to(dataset.action_spec.low, dataset.action_spec.shape).tolist()),
-            tuple(np.broadcast_to(dataset.action_spec.high, dataset.action_spec.shape).tolist()),
-        )
-
-    steps = int(state.learner.step)
-    resume_step = steps if config.resume else None
-    progress = rlog.ProgressBar(policy_config.total_grad_steps, initial=steps, enabled=config.progress_bar)
-    sinks: list[rlog.MetricsSink] = [rlog.StdoutSink(keys=("eval/success", "eval/success_any_step", "eval/return"), print_fn=progress.write)]
-    if workdir:
-        sinks.append(rlog.JsonlSink(os.path.join(workdir, "metrics.jsonl"), resume_step=resume_step))
-        sinks.append(rlog.TensorBoardSink(os.path.join(workdir, "tensorboard"), purge_step=resume_step))
-    logger = rlog.MetricsLogger(sinks)
-    eval_history = [r for r in logger.history() if "eval/success" in r]
-    first_iteration_s = None
-    last_eval = None
+        evaluate = make_evaluator(eval_env, policy_config, config.inference, dataset.observation_spec,
+                                  dataset.action_spec)
 
     def run_eval(state: LoopState, step: int) -> dict:
+        # Its own random stream, keyed by the step count: evaluating never perturbs training.
         learner_state = state.learner
         key = jax.random.fold_in(eval_root, step)
         out = jax.device_get(evaluate(learner_state.ema_params, learner_state.normalizers, key))
         record = {k: float(v) for k, v in out.items() if k != "eval/successes"}
-        record.update(steps=step, wall_s=time.perf_counter() - start)
-        logger.write(step, record)
-        eval_history.append(record)
-        progress.set_eval_return(record["eval/success"])
-        return record
+        record.update(steps=step, wall_s=run.elapsed())
+        return run.log_eval(step, record)
 
-    try:
-        while steps < policy_config.total_grad_steps:
-            n = min(config.updates_per_call, policy_config.total_grad_steps - steps)
-            t0 = time.perf_counter()
-            state, metrics = make_train_call(policy_config, n)(state, data)
-            metrics = jax.device_get(metrics)
-            before, steps = steps, int(state.learner.step)
-            dt = time.perf_counter() - t0
-            first_iteration_s = dt if first_iteration_s is None else first_iteration_s
-            progress.update(steps)
-            record = {k: float(v) for k, v in metrics.items()}
-            record.update(steps=steps, updates_per_s=n / dt, wall_s=time.perf_counter() - start)
-            done = steps >= policy_config.total_grad_steps
-            logger.write(steps, record)
-            if evaluate is not None and (runs.crossed(before, steps, config.eval_interval) or done):
-                last_eval = run_eval(state, steps)
-            if checkpointer and (runs.crossed(before, steps, config.checkpoint_interval) or done):
-                checkpointer.save(steps, state, metadata=metadata)
-        if evaluate is not None and (last_eval is None or last_eval["steps"] != steps):
+    last_eval = None
+    while steps < policy_config.total_grad_steps:
+        n = min(config.updates_per_call, policy_config.total_grad_steps - steps)
+        t0 = time.perf_counter()
+        state, metrics = make_train_call(policy_config, n)(state, data)
+        metrics = jax.device_get(metrics)
+        before, steps = steps, int(state.learner.step)
+        dt = time.perf_counter() - t0
+        run.advance(steps, seconds=dt)
+        record = {k: float(v) for k, v in metrics.items()}
+        record.update(steps=steps, updates_per_s=n / dt, wall_s=run.elapsed())
+        done = steps >= policy_config.total_grad_steps
+        run.log(steps, record)
+        if evaluate is not None and (run.crossed(before, steps, config.eval_interval) or done):
             last_eval = run_eval(state, steps)
-    finally:
-        progress.close()
-        logger.close()
+        if run.checkpoint_due(before, steps, config.checkpoint_interval, final=done):
+            run.save(steps, state)
+    if evaluate is not None and (last_eval is None or last_eval["steps"] != steps):
+        last_eval = run_eval(state, steps)
 
-    if workdir:
-        save_policy(os.path.join(workdir, "policy"), state.learner, metadata)
+    run.finish(save_policy=lambda directory: save_policy(directory, state.learner, metadata), plot=False)
+    record = run.record()
     return TrainResult(
         final_return=None if last_eval is None else last_eval["eval/return"],
         final_success=None if last_eval is None else last_eval["eval/success"],
-        eval_history=eval_history,
+        eval_history=record.eval_history,
         steps=steps,
-        wall_s=time.perf_counter() - start,
-        first_iteration_s=first_iteration_s or 0.0,
-        workdir=workdir,
+        wall_s=record.wall_s,
+        first_iteration_s=record.first_iteration_s,
+        workdir=record.workdir,
         state=state,
     )
 
@@ -400,34 +356,16 @@ def evaluate_success(
     episode_length: int = 0,
     make_env: Callable[[str, int, int], Env] | None = None,
 ) -> dict:
-    """Success rate over `episodes` closed-loop episodes, run `num_envs` at a time (jitted scans)."""
+    """Success rate over `episodes` closed-loop episodes, run `num_envs` at a time (robojax.evaluation.evaluate)."""
     name = env_name or loaded.metadata.get("env")
     if not name:
         raise ValueError("the policy's dataset names no env; pass the env to evaluate in")
-    num_envs = min(num_envs, episodes)
-    env = (make_env or make_eval_env)(name, num_envs, episode_length)
-    spec = loaded.action_spec
-    evaluate = make_evaluator(
-        env, loaded.config, inference, loaded.obs_dim, loaded.action_dim,
-        tuple(np.broadcast_to(spec.low, spec.shape).tolist()), tuple(np.broadcast_to(spec.high, spec.shape).tolist()),
+    make_env = make_env or make_eval_env
+    out = evaluation.evaluate(
+        loaded.policy(inference), lambda n: make_env(name, n, episode_length), episodes=episodes, num_envs=num_envs,
+        seed=seed, episode_length=episode_length or None,
     )
-    successes, any_step, returns = [], [], []
-    start = time.perf_counter()
-    root = jax.random.PRNGKey(seed)
-    for i in range(-(-episodes // num_envs)):
-        out = jax.device_get(evaluate(loaded.params, loaded.normalizers, jax.random.fold_in(root, i)))
-        successes.append(np.asarray(out["eval/successes"], bool))
-        any_step.append(float(out["eval/success_any_step"]))
-        returns.append(float(out["eval/return"]))
-    success = np.concatenate(successes)[:episodes]
-    return {
-        "env": name,
-        "episodes": int(success.size),
-        "success": float(success.mean()),
-        "success_any_step": float(np.mean(any_step)),
-        "return": float(np.mean(returns)),
-        "wall_s": time.perf_counter() - start,
-    }
+    return {"env": name, **{k: out[k] for k in ("episodes", "success", "success_any_step", "return", "wall_s")}}
 
 
 def measure_latency(
@@ -438,59 +376,16 @@ def measure_latency(
     seed: int = 0,
     env_name: str | None = None,
 ) -> dict:
-    """Wall-clock of the jitted single-env `policy.step` per executed action (batch 1, this machine's device).
+    """Wall-clock of the jitted single-env `policy.step` per executed action (robojax.evaluation.measure_latency).
 
-    Observations come from a single unbatched env driven by the policy. Calls that replan (every
-    `action_steps`-th, starting with the first, which is a cold solve and excluded once compiled
-    for RTI) are also reported on their own as per-chunk latency.
+    Observations come from a single unbatched env driven by the policy; the calls that replan are
+    also reported on their own as per-chunk latency, the first (cold) one as first_chunk_ms.
     """
     name = env_name or loaded.metadata.get("env")
-    env = env_registry.make(name)
-    policy = loaded.policy(inference)
-    step = jax.jit(policy.step)
-    env_step, env_reset = jax.jit(env.step), jax.jit(env.reset)
-    key = jax.random.PRNGKey(seed)
-    state = env_reset(key)
-    carry = policy.init_carry()
-    # Compile, and run once through a cold and a warm plan, untimed.
-    for i in range(2 * policy.action_steps + 1):
-        action, carry = step(carry, state.obs, jax.random.fold_in(key, 10_000 + i))
-        action.block_until_ready()
-    carry = policy.init_carry()
-    keys = list(jax.random.split(jax.random.fold_in(key, 1), num_actions))
-    times, replans, cold = [], [], []
-    for i in range(num_actions):
-        index_before, fresh = int(carry.index), not bool(carry.has_chunk)
-        t0 = time.perf_counter()
-        action, carry = step(carry, state.obs, keys[i])
-        action.block_until_ready()
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        if fresh:
-            cold.append(dt)
-        elif index_before >= policy.action_steps:
-            replans.append(dt)
-        state = env_step(state, action)
-        if bool(state.done):
-            state = env_reset(jax.random.fold_in(key, 1000 + i))
-            carry = policy.init_carry()
-    ms = np.asarray(times) * 1e3
-    chunk_ms = np.asarray(replans or cold) * 1e3
-    return {
-        "actions": num_actions,
-        "per_action_ms_mean": float(ms.mean()),
-        "per_action_ms_p50": float(np.percentile(ms, 50)),
-        "per_action_ms_p99": float(np.percentile(ms, 99)),
-        "per_chunk_ms_p50": float(np.percentile(chunk_ms, 50)),
-        "per_chunk_ms_p99": float(np.percentile(chunk_ms, 99)),
-        "first_chunk_ms": float(np.mean(cold) * 1e3) if cold else None,
-        "replans": len(replans),
-        "nfe_first_chunk": policy.nfe["first_chunk"],
-        "nfe_per_chunk": policy.nfe["per_chunk"],
-        "nfe_per_action": policy.nfe["per_action"],
-        "action_steps": policy.action_steps,
-        "device": str(jax.devices()[0]),
-    }
+    if not name:
+        raise ValueError("the policy's dataset names no env; pass the env to time the policy in")
+    return evaluation.measure_latency(loaded.policy(inference), env_registry.make(name), num_actions=num_actions,
+                                      seed=seed)
 
 
 def evaluate_saved_policy(

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robojax.agents.diffusion_policy import learner, losses
+from robojax.agents.diffusion_policy import learner, losses, receding_horizon
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig
 from robojax.agents.diffusion_policy.train import load_dataset, make_train_call, prepare_data, init_loop_state
+from robojax.policy import batch_policy
 from tests.agents.diffusion_policy.datasets import POINT_LENGTH, POINT_STEP, write_point_dataset
 
 TINY = dict(
@@ -20,7 +21,7 @@ TINY = dict(
 
 def rollout_errors(params, normalizers, config, inference, episodes=64, seed=1):
     """Closed-loop |x - goal| after POINT_LENGTH steps, batched, with the receding-horizon policy."""
-    policy = learner.make_policy(params, normalizers, config, inference, 2, 1, batch_size=episodes)
+    policy = batch_policy(receding_horizon.make_policy(params, normalizers, config, inference, 2, 1), episodes)
     rng = np.random.default_rng(seed)
     x0, goal = (jnp.asarray(rng.uniform(-1, 1, episodes), jnp.float32) for _ in range(2))
 
@@ -105,9 +106,10 @@ def test_single_env_policy_step_replans_every_action_steps(point):
     config = DiffusionPolicyConfig(total_grad_steps=10, **TINY)
     _, normalizers = prepare_data(point, config)
     state = learner.init(jax.random.PRNGKey(0), 2, 1, config, normalizers)
-    policy = learner.policy_from_state(state, InferenceConfig(inference="rti", ddim_steps=4, rti_start_step=2, rti_steps=2))
-    assert policy.nfe == {"first_chunk": 4, "per_chunk": 2, "per_action": 1.0, "action_steps": 2}
-    assert policy.cold_timesteps == (15, 10, 5, 0) and policy.warm_timesteps == (2, 0)
+    policy = receding_horizon.policy_from_state(
+        state, InferenceConfig(inference="rti", ddim_steps=4, rti_start_step=2, rti_steps=2))
+    assert policy.extras["nfe"] == {"first_chunk": 4, "per_chunk": 2, "per_action": 1.0, "action_steps": 2}
+    assert policy.extras["cold_timesteps"] == (15, 10, 5, 0) and policy.extras["warm_timesteps"] == (2, 0)
     step = jax.jit(policy.step)
     carry = policy.init_carry()
     indices, chunks = [], []
