@@ -21,33 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from robojax.envs.core import ArraySpec, EnvState, HostEnv
+from robojax.envs.core import ArraySpec, EnvState, Forwarding, HostEnv
 from robojax.envs.wrappers import episode_info, time_limit_truncated
 
 
-class HostWrapper(HostEnv):
-    """Base host wrapper: forwards specs, dt, close and unknown attributes to the wrapped env."""
-
-    def __init__(self, env: HostEnv):
-        self.env = env
-
-    @property
-    def observation_spec(self) -> ArraySpec:
-        return self.env.observation_spec
-
-    @property
-    def action_spec(self) -> ArraySpec:
-        return self.env.action_spec
-
-    @property
-    def dt(self) -> float:
-        return self.env.dt
+class HostWrapper(Forwarding, HostEnv):
+    """Base host wrapper: forwards specs, reset, step, dt, close and unknown attributes to the wrapped env."""
 
     def reset(self, key=None) -> EnvState:
         return self.env.reset(key)
-
-    def step(self, state: EnvState, action) -> EnvState:
-        return self.env.step(state, action)
 
     def close(self) -> None:
         self.env.close()
@@ -55,14 +37,6 @@ class HostWrapper(HostEnv):
     @property
     def unwrapped(self) -> HostEnv:
         return getattr(self.env, "unwrapped", self.env)
-
-    def __getattr__(self, name):
-        if name == "env":  # not set yet (during __init__): no recursion
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.env!r})"
 
 
 class HostTimeLimit(HostWrapper):

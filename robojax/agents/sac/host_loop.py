@@ -122,10 +122,6 @@ def run_metadata(env: HostEnv, config: HostTrainConfig) -> dict:
     return device_loop.run_metadata(env, config, fmt="robojax.sac.host_loop/1")
 
 
-def resume_fingerprint(metadata: dict) -> dict:
-    return device_loop.resume_fingerprint(metadata, RESUMABLE_CHANGES)
-
-
 # ---- the loop ------------------------------------------------------------------------------------
 class _Shared:
     """State shared between the threads; plain attributes are swapped atomically under the GIL."""
@@ -159,17 +155,7 @@ def train(
     intervention: polled every actor step; its actions replace the policy's (see interventions.py).
     """
     make_env = env_factory or functools.partial(make_gym_env, config.env)
-    with runs.Run(
-        config.workdir,
-        resume=config.resume,
-        resumable=RESUMABLE_CHANGES,
-        fingerprint=resume_fingerprint,
-        checkpoints_to_keep=config.checkpoints_to_keep,
-        stdout_keys=("eval/return", "eval/success"),
-        eval_key="eval/return",
-        progress_bar=config.progress_bar,
-        progress_unit="env step",
-    ) as run:
+    with device_loop.open_run(config, RESUMABLE_CHANGES) as run:
         env = eval_env = None
         try:
             env = make_env()

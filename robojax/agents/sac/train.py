@@ -234,18 +234,23 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> TrainRe
     env_factory: `(name, num_envs) -> Env`, batched, autoresetting, with `EpisodeStatistics`, as
       `envs.make(name, num_envs=n)` builds (the default).
     """
-    with runs.Run(
+    with open_run(config) as run:
+        return _train(config, env_factory or default_env_factory, run)
+
+
+def open_run(config, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> runs.Run:
+    """The `runs.Run` of a SAC loop (this one or the host loop): env steps, eval/return, SAC's fingerprint."""
+    return runs.Run(
         config.workdir,
         resume=config.resume,
-        resumable=RESUMABLE_CHANGES,
-        fingerprint=resume_fingerprint,
+        resumable=resumable,
+        fingerprint=functools.partial(resume_fingerprint, resumable=resumable),
         checkpoints_to_keep=config.checkpoints_to_keep,
         stdout_keys=("eval/return", "eval/success"),
         eval_key="eval/return",
         progress_bar=config.progress_bar,
         progress_unit="env step",
-    ) as run:
-        return _train(config, env_factory or default_env_factory, run)
+    )
 
 
 def _train(config: TrainConfig, make_env: EnvFactory, run: runs.Run) -> TrainResult:
