@@ -13,7 +13,8 @@ wrappers cannot wrap it; these are their host versions, with the same rules and 
   HostAutoReset          a done step resets at once: obs starts the next episode, reward, flags,
                          info (with `final_obs`) and metrics are the finished step's.
 
-Counters live in `state.episode`, as in the jitted wrappers. Also here: `RescaleActions` (a
+A host env's state lives outside the `EnvState` (in the simulator or robot), so the counters live
+on the wrappers, not in `state.episode` (which host envs leave empty). Also here: `RescaleActions` (a
 finite action box onto [-1, 1]), `make_gym_env` and `is_gym_id`.
 """
 
@@ -47,41 +48,46 @@ class HostTimeLimit(HostWrapper):
         if int(max_steps) <= 0:
             raise ValueError(f"HostTimeLimit max_steps must be positive, got {max_steps}")
         self.max_steps = int(max_steps)
+        self._steps = 0
 
     def reset(self, key=None) -> EnvState:
         state = self.env.reset(key)
-        return state.replace(episode={**state.episode, "steps": np.int32(0)})
+        self._steps = 0
+        return state
 
     def step(self, state: EnvState, action) -> EnvState:
-        steps = state.episode["steps"]
-        if steps >= self.max_steps:
+        if self._steps >= self.max_steps:
             raise RuntimeError(
                 f"step() after the {self.max_steps}-step time limit ended the episode; call reset() first"
                 " (or build the env with autoreset=True)"
             )
         nxt = self.env.step(state, action)
-        steps = np.int32(steps + 1)
-        truncated = time_limit_truncated(np.bool_(nxt.truncated), np.bool_(nxt.terminated), steps, self.max_steps)
-        return nxt.replace(truncated=np.bool_(truncated), episode={**nxt.episode, "steps": steps})
+        self._steps += 1
+        truncated = time_limit_truncated(np.bool_(nxt.truncated), np.bool_(nxt.terminated), self._steps,
+                                         self.max_steps)
+        return nxt.replace(truncated=np.bool_(truncated))
 
 
 class HostEpisodeStatistics(HostWrapper):
     """Running return and length; on a done step the finished episode's in info, as `EpisodeStatistics`."""
 
+    def __init__(self, env: HostEnv):
+        super().__init__(env)
+        self._return, self._length = np.float32(0.0), np.int32(0)
+
     def reset(self, key=None) -> EnvState:
         state = self.env.reset(key)
-        zero_f, zero_i = np.float32(0.0), np.int32(0)
-        episode = {**state.episode, "return": zero_f, "length": zero_i}
-        return state.replace(episode=episode, info=episode_info(state.info, np.bool_(False), zero_f, zero_i,
-                                                                np.bool_(False)))
+        self._return, self._length = np.float32(0.0), np.int32(0)
+        return state.replace(info=episode_info(state.info, np.bool_(False), self._return, self._length,
+                                               np.bool_(False)))
 
     def step(self, state: EnvState, action) -> EnvState:
         nxt = self.env.step(state, action)
-        ret = np.float32(state.episode["return"] + np.float32(nxt.reward))
-        length = np.int32(state.episode["length"] + 1)
+        self._return = np.float32(self._return + np.float32(nxt.reward))
+        self._length = np.int32(self._length + 1)
         done = np.bool_(bool(nxt.terminated) or bool(nxt.truncated))
-        info = episode_info(nxt.info, done, ret, length, np.bool_(bool(nxt.info.get("success", False))))
-        return nxt.replace(episode={**nxt.episode, "return": ret, "length": length}, info=info)
+        success = np.bool_(bool(nxt.info.get("success", False)))
+        return nxt.replace(info=episode_info(nxt.info, done, self._return, self._length, success))
 
 
 class HostFinalObs(HostWrapper):
