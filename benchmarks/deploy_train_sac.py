@@ -66,7 +66,7 @@ def main(argv):
     del argv
     import robojax  # noqa: F401
     from robojax.agents.sac import host_loop
-    from robojax.agents.sac.host_loop import HostTrainConfig
+    from robojax.agents.sac.config import HostTrainConfig
     from robojax.drivers.client import RobotClient, roundtrip_latency
     from robojax.drivers.robot_env import RobotEnv
 

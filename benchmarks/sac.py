@@ -13,7 +13,7 @@ utd:        the same on cartpole_balance with utd_ratio 1, 4 and 16 (env steps t
 throughput: the jitted collect-and-update iteration alone at num_envs 1, 16, 128 (utd and batch as
             default): env steps/s and gradient updates/s once compiled, and collection alone.
 gym:        gymnasium's own InvertedPendulum-v5 through the threaded host actor/learner loop
-            (`host_loop.HostTrainConfig` defaults), fresh process, no compile cache: env steps and
+            (`config.HostTrainConfig` defaults), fresh process, no compile cache: env steps and
             seconds to the first evaluation (5 episodes, deterministic policy) at return 1000.
             `python -m benchmarks.sac --parts=gym --seeds=0,1,2`
 Writes benchmarks/results/sac.md and sac.json; parts not run keep their previous results. The
@@ -66,7 +66,7 @@ def _config(spec: dict):
 
 
 def _host_config(spec: dict):
-    from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+    from robojax.agents.sac.config import HOST_SAC_DEFAULTS, HostTrainConfig
 
     sac = dataclasses.replace(HOST_SAC_DEFAULTS, **spec.get("sac", {}))
     return dataclasses.replace(HostTrainConfig(), **{k: v for k, v in spec.items() if k not in ("sac", "host")}, sac=sac)
@@ -444,7 +444,7 @@ def main(argv):
         results = previous  # only the gym part: keep the rest as it was
     load_before = os.getloadavg()
     if "gym" in _PARTS.value:
-        from robojax.agents.sac.host_loop import HostTrainConfig
+        from robojax.agents.sac.config import HostTrainConfig
 
         print(f"host loop on gymnasium {_GYM_ENV.value}:", flush=True)
         results["gym"] = {

@@ -14,7 +14,7 @@ host actor/learner loop (`robojax.agents.sac.host_loop`) instead, optionally wit
 Every field of `TrainConfig` and `SACConfig` is a flag of the same name (layer widths as
 comma-separated lists, e.g. `--critic_hidden_dims=128,128`); the host loop adds the fields of
 `HostTrainConfig` that the on-device loop lacks. For a gymnasium id, flags left unset take the
-host loop's defaults (`HostTrainConfig`, `host_loop.HOST_SAC_DEFAULTS`), not the on-device ones.
+host loop's defaults (`HostTrainConfig`, `config.HOST_SAC_DEFAULTS`), not the on-device ones.
 The run directory receives checkpoints, `metrics.jsonl`, TensorBoard events, `learning_curve.png`
 and the final `policy/`.
 """
@@ -30,7 +30,7 @@ from absl import app, flags
 
 from experiments import flags as config_flags
 from robojax.agents.sac.config import TrainConfig
-from robojax.agents.sac.host_loop import HostTrainConfig
+from robojax.agents.sac.config import HostTrainConfig
 
 # SAC's fields keep their plain names (--critic_hidden_dims); both loops share the flags of the
 # fields they have in common, with the on-device loop's defaults.
@@ -78,7 +78,7 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
 
     A robojax task name gives a `TrainConfig` (on-device loop); a gymnasium id a `HostTrainConfig`.
     """
-    from robojax.agents.sac.host_loop import is_gym_id
+    from robojax.envs.host import is_gym_id
     from robojax.envs import registry
 
     if not registry.is_known(FLAGS.env) and is_gym_id(FLAGS.env):
@@ -121,9 +121,10 @@ def _run_host_loop(config: HostTrainConfig) -> None:
     from robojax.agents.sac import host_loop
     from robojax.agents.sac.interventions import make_intervention
     from robojax.checkpoint import CheckpointMismatchError
+    from robojax.envs.host import make_gym_env
 
     try:
-        probe = host_loop.make_gym_env(config.env)
+        probe = make_gym_env(config.env)
         action_dim = probe.action_spec.shape[0]
         probe.close()
         intervention = make_intervention(_INTERVENTION.value, action_dim)

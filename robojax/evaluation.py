@@ -15,20 +15,22 @@ Success is the task's `info["success"]` flag, as `EpisodeStatistics` reports it 
 ("success_any_step"). An episode still running at step T counts as truncated there, and its
 success is the flag at that step.
 
-Host helpers: `evaluate` runs ceil(episodes / num_envs) batches and aggregates, `measure_latency`
-times the batch-1 policy step driving an unbatched env.
+Host helpers: `evaluate` runs ceil(episodes / num_envs) batches and aggregates, `evaluate_host`
+gives the same per-episode arrays on a host env (gymnasium, a robot), `measure_latency` times the
+batch-1 policy step driving an unbatched env.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robojax.envs.core import Env
+from robojax.envs.core import Env, HostEnv
 from robojax.policy import Policy, batch_policy
 
 PER_EPISODE = ("return", "success", "success_any_step", "length", "terminated", "truncated")
@@ -158,6 +160,60 @@ def evaluate(
         "per_episode": per_episode,
         "wall_s": time.perf_counter() - start,
     }
+
+
+@functools.lru_cache(maxsize=32)
+def _host_step(build_policy: Callable[[Any], Policy]) -> Callable:
+    """One jitted policy step per build function: every host evaluation of a run reuses its compile."""
+
+    def step(params, carry, obs, key, t):
+        return build_policy(params).step(carry, obs, jax.random.fold_in(key, t))
+
+    return jax.jit(step)
+
+
+def evaluate_host(
+    build_policy: Callable[[Any], Policy],
+    params: Any,
+    env: HostEnv,
+    *,
+    episodes: int,
+    max_steps: int,
+    seed: int | Sequence[int] = 0,
+) -> dict:
+    """`make_episode_evaluator`'s per-episode arrays on a host env (gymnasium, a robot), episode by episode.
+
+    A host env cannot run inside a jitted scan, so this loop steps it from Python with the jitted
+    batch-1 `build_policy(params).step` (one compile per build function, parameters as arguments).
+    Episode i resets from an int drawn from `np.random.default_rng(seed)`; the policy's keys come
+    from the same generator. An episode still running after `max_steps` counts as truncated.
+    """
+    if episodes < 1 or max_steps < 1:
+        raise ValueError(f"evaluate_host needs episodes >= 1 and max_steps >= 1, got {episodes} and {max_steps}")
+    step = _host_step(build_policy)
+    rng = np.random.default_rng(seed)
+    out = {k: [] for k in PER_EPISODE}
+    for _ in range(episodes):
+        state = env.reset(int(rng.integers(2**31)))
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        carry = build_policy(params).init_carry()
+        total, length, success, any_success, terminated, truncated = 0.0, 0, False, False, False, False
+        for t in range(max_steps):
+            action, carry = step(params, carry, np.asarray(state.obs, np.float32), key, t)
+            state = env.step(state, np.asarray(action))
+            total += float(state.reward)
+            length += 1
+            success = bool(state.info.get("success", False))
+            any_success |= success
+            terminated, truncated = bool(state.terminated), bool(state.truncated)
+            if terminated or truncated:
+                break
+        else:
+            truncated = not terminated  # cut by the evaluation horizon
+        for k, v in zip(PER_EPISODE, (total, success, any_success, length, terminated, truncated)):
+            out[k].append(v)
+    dtypes = {"return": np.float32, "length": np.int32}
+    return {k: np.asarray(v, dtypes.get(k, bool)) for k, v in out.items()}
 
 
 def measure_latency(policy: Policy, env: Env, *, num_actions: int = 200, seed: int = 0) -> dict:

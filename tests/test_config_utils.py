@@ -9,7 +9,7 @@ from robojax.agents.diffusion_policy.config import TrainConfig as DPTrainConfig
 from robojax.agents.raptor.config import DistillConfig, RaptorConfig, TeacherConfig
 from robojax.agents.sac.config import SACConfig
 from robojax.agents.sac.config import TrainConfig as SACTrainConfig
-from robojax.agents.sac.host_loop import HostTrainConfig
+from robojax.agents.sac.config import HostTrainConfig
 from robojax.config_utils import from_dict, to_dict
 
 CONFIGS = [

@@ -134,3 +134,24 @@ def contents(buffer: ReplayBuffer) -> Any:
     capacity = buffer.capacity
     order = np.arange(size) if size < capacity else (start + np.arange(capacity)) % capacity
     return jax.tree.map(lambda x: np.asarray(x)[order], buffer.data)
+
+
+_insert_jit = jax.jit(insert, donate_argnums=0)
+
+
+def insert_numpy(buffer: ReplayBuffer, batch: Any, max_chunk: int = 1024) -> ReplayBuffer:
+    """Insert a host (numpy) batch with a jitted, buffer-donating insert, in power-of-two chunks
+    of at most `max_chunk`, so it compiles a few shapes only however the batch sizes vary."""
+    n, start = len(jax.tree.leaves(batch)[0]), 0
+    limit = max(int(max_chunk), 1).bit_length() - 1
+    while start < n:
+        size = 1 << min((n - start).bit_length() - 1, limit)
+        chunk = slice(start, start + size)
+        buffer = _insert_jit(buffer, jax.tree.map(lambda x: x[chunk], batch))  # noqa: B023 - used at once
+        start += size
+    return buffer
+
+
+def stack(items: list) -> Any:
+    """Stack a list of host pytrees (e.g. single `Transition`s) into one numpy batch."""
+    return jax.tree.map(lambda *xs: np.stack(xs), *items)

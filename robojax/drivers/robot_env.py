@@ -30,20 +30,20 @@ import numpy as np
 
 from robojax.drivers.client import RobotAuthError, RobotClient, RobotError, RobotState, RobotTimeout
 from robojax.envs.core import ArraySpec, EnvState, HostEnv
+from robojax.envs.host import HostWrapper, host_stack
 
 
 class RobotSafetyStop(RobotError):
     """A step failed; the robot was sent a safe stop. Call `reset()` to continue."""
 
 
-class RobotEnv(HostEnv):
-    """A robot server as a robojax `HostEnv` (numpy states, same method names as simulator envs).
+class RobotConnectionEnv(HostEnv):
+    """A robot server as a bare robojax `HostEnv`: safety clipping and safe stops, `info["success"]`.
+
+    `RobotEnv` adds the host wrapper stack (time limit, episode statistics, `final_obs`, autoreset).
 
     robot: an address ("tcp://host:port") or a `RobotClient`.
     timeout_s: per-request timeout (a step may additionally wait one control period).
-    episode_length: control steps before `truncated` (default: the server's `episode_length`).
-    autoreset: reset right after a done step (the returned obs starts the next episode; reward,
-      flags and info are the finished step's, with `info["final_obs"]`), as SAC's host loop needs.
     max_action: per-dimension bound on |action| in (0, 1] (scalar or per dim).
     workspace_low/high: end-effector box for target clipping (default: the server's workspace).
     reset_timeout_s / reconnect_timeout_s: deadline of one reset request / of retrying resets
@@ -56,8 +56,6 @@ class RobotEnv(HostEnv):
         *,
         token: str | bytes | None = None,
         timeout_s: float = 0.5,
-        episode_length: int | None = None,
-        autoreset: bool = False,
         max_action: float | np.ndarray = 1.0,
         workspace_low: np.ndarray | None = None,
         workspace_high: np.ndarray | None = None,
@@ -74,7 +72,6 @@ class RobotEnv(HostEnv):
         self.timeout_s = float(timeout_s)
         self.reset_timeout_s = float(reset_timeout_s)
         self.reconnect_timeout_s = float(reconnect_timeout_s)
-        self.autoreset = bool(autoreset)
         self.stop_on_close = bool(stop_on_close)
         try:
             self.robot_info = self.client.info(timeout_s=max(self.reset_timeout_s, self.timeout_s))
@@ -88,9 +85,6 @@ class RobotEnv(HostEnv):
         if not (np.all(self._act_spec.low == -1.0) and np.all(self._act_spec.high == 1.0)):
             raise ValueError(f"RobotEnv expects a robot with actions in [-1, 1], got {info['action_spec']}")
         self._control_dt = float(info["control_dt"])
-        self.episode_length = int(episode_length if episode_length is not None else info.get("episode_length", 0)) or None
-        if self.episode_length is not None and self.episode_length <= 0:
-            raise ValueError(f"episode_length must be positive, got {self.episode_length}")
         max_action = np.broadcast_to(np.asarray(max_action, np.float32), self._act_spec.shape).copy()
         if not np.all((max_action > 0) & (max_action <= 1)):
             raise ValueError(f"max_action must be in (0, 1] per dimension, got {max_action}")
@@ -115,7 +109,6 @@ class RobotEnv(HostEnv):
         self._needs_reset = True
         self._broken = False
         self._obs: np.ndarray | None = None
-        self._return, self._length = 0.0, 0
         self.safe_stops = 0
 
     # ---- specs ---------------------------------------------------------------------------------
@@ -166,8 +159,7 @@ class RobotEnv(HostEnv):
                 self.client.reconnect()
         self._broken = False
         self._needs_reset = False
-        self._return, self._length = 0.0, 0
-        return self._env_state(robot, 0.0, False, False, robot.obs)
+        return self._env_state(robot, 0.0, False)
 
     # ---- step ----------------------------------------------------------------------------------
     def safe_action(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -198,17 +190,8 @@ class RobotEnv(HostEnv):
             robot = self.client.state(min_step=sent.step + 1, timeout_s=self._wall_period + self.timeout_s)
         except RobotError as e:
             self._safe_stop(e)
-        self._length += 1
-        self._return += robot.reward
-        terminated = robot.terminated
-        truncated = (not terminated) and self.episode_length is not None and self._length >= self.episode_length
-        out = self._env_state(robot, robot.reward, terminated, truncated, robot.obs)
-        if terminated or truncated:
-            self._needs_reset = True
-            if self.autoreset:
-                fresh = self.reset()
-                out = out.replace(obs=fresh.obs)
-        return out
+        self._needs_reset = bool(robot.terminated)
+        return self._env_state(robot, robot.reward, robot.terminated)
 
     def _safe_stop(self, error: BaseException):
         self._needs_reset = True
@@ -223,26 +206,16 @@ class RobotEnv(HostEnv):
             f"step failed: {type(error).__name__}: {error}; {stopped}. Call reset() to continue."
         ) from error
 
-    def _env_state(self, robot: RobotState, reward: float, terminated: bool, truncated: bool, obs) -> EnvState:
+    def _env_state(self, robot: RobotState, reward: float, terminated: bool) -> EnvState:
         self._obs = np.array(robot.obs, np.float32)
-        done = terminated or truncated
-        success = np.bool_(robot.success)
-        info = {
-            "success": success,
-            "final_obs": self._obs.copy(),
-            "episode_done": np.bool_(done),
-            "episode_return": np.float32(self._return),
-            "episode_length": np.int32(self._length),
-            "episode_success": success,
-        }
         return EnvState(
             physics=None,
-            obs=np.array(obs, np.float32),
+            obs=self._obs.copy(),
             reward=np.float32(reward),
             terminated=np.bool_(terminated),
-            truncated=np.bool_(truncated),
+            truncated=np.bool_(False),
             episode={},
-            info=info,
+            info={"success": np.bool_(robot.success)},
             metrics={"robot_time_s": np.float64(robot.time_s), "robot_step": np.int64(robot.step)},
             rng=None,
         )
@@ -259,6 +232,44 @@ class RobotEnv(HostEnv):
         if self._owns_client:
             self.client.close()
         self.client = None
+
+    def __repr__(self) -> str:
+        return (f"RobotConnectionEnv({self.client.address if self.client else 'closed'!r},"
+                f" task={self.robot_info.get('task')!r})")
+
+
+class RobotEnv(HostWrapper):
+    """A robot server as a robojax `HostEnv` (numpy states, same method names as simulator envs).
+
+    `RobotConnectionEnv(robot, **connection)` under the host wrapper stack (robojax.envs.host):
+    `HostTimeLimit(episode_length)`, `HostEpisodeStatistics`, then `HostAutoReset` or
+    `HostFinalObs`. Attributes of the connection (client, robot_info, safe_stops, safe_action)
+    are reachable on this env.
+
+    episode_length: control steps before `truncated` (default: the server's `episode_length`).
+    autoreset: reset right after a done step (the returned obs starts the next episode; reward,
+      flags and info are the finished step's, with `info["final_obs"]`), as SAC's host loop needs.
+    connection: `RobotConnectionEnv`'s keyword arguments (token, timeout_s, max_action, workspace_low/high,
+      reset_timeout_s, reconnect_timeout_s, stop_on_close).
+    """
+
+    def __init__(
+        self,
+        robot: str | RobotClient = "tcp://127.0.0.1:5555",
+        *,
+        episode_length: int | None = None,
+        autoreset: bool = False,
+        **connection,
+    ):
+        bare = RobotConnectionEnv(robot, **connection)
+        length = episode_length if episode_length is not None else bare.robot_info.get("episode_length", 0)
+        length = int(length) if length is not None else None
+        if episode_length is not None and length <= 0:
+            bare.close()
+            raise ValueError(f"episode_length must be positive, got {episode_length}")
+        self.episode_length = length or None
+        self.autoreset = bool(autoreset)
+        super().__init__(host_stack(bare, autoreset=self.autoreset, max_steps=self.episode_length))
 
     def as_gymnasium(self) -> "GymnasiumRobotEnv":
         return GymnasiumRobotEnv(self)

@@ -183,10 +183,10 @@ class Env(abc.ABC):
         return f"{type(self).__name__}()"
 
 
-class Wrapper(Env):
-    """Base wrapper: forwards everything to the wrapped env."""
+class Forwarding:
+    """What every wrapper, jitted (`Wrapper`) or host (`envs.host.HostWrapper`), forwards to `self.env`."""
 
-    def __init__(self, env: Env):
+    def __init__(self, env):
         self.env = env
 
     @property
@@ -203,27 +203,9 @@ class Wrapper(Env):
     def step(self, state, action):
         return self.env.step(state, action)
 
-    def reset_with_parameters(self, key, params):
-        # A wrapper that changes `reset` must change `reset_with_parameters` the same way; passing
-        # the call straight through would silently skip its reset (missing counters, wrong obs).
-        if type(self).reset is not Wrapper.reset:
-            raise NotImplementedError(
-                f"{type(self).__name__} overrides reset but not reset_with_parameters; implement"
-                " it (apply the same change to self.env.reset_with_parameters(key, params))"
-            )
-        return self.env.reset_with_parameters(key, params)
-
     @property
     def dt(self) -> float:
         return self.env.dt
-
-    @property
-    def unwrapped(self) -> Env:
-        return self.env.unwrapped
-
-    @property
-    def batch_size(self):
-        return self.env.batch_size
 
     def __getattr__(self, name):
         # Task-specific attributes (e.g. `episode_length`, `mj_model`) stay reachable through wrappers.
@@ -233,6 +215,28 @@ class Wrapper(Env):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env!r})"
+
+
+class Wrapper(Forwarding, Env):
+    """Base wrapper: forwards everything to the wrapped env."""
+
+    def reset_with_parameters(self, key, params):
+        # A wrapper that changes `reset` must change `reset_with_parameters` the same way; passing
+        # the call straight through would silently skip its reset (missing counters, wrong obs).
+        if type(self).reset is not Forwarding.reset:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides reset but not reset_with_parameters; implement"
+                " it (apply the same change to self.env.reset_with_parameters(key, params))"
+            )
+        return self.env.reset_with_parameters(key, params)
+
+    @property
+    def unwrapped(self) -> Env:
+        return self.env.unwrapped
+
+    @property
+    def batch_size(self):
+        return self.env.batch_size
 
 
 class HostEnv(abc.ABC):

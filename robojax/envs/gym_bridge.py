@@ -30,10 +30,12 @@ from gymnasium.vector.utils import batch_space
 
 from robojax.envs import registry
 from robojax.envs.core import ArraySpec, Env, EnvState, HostEnv, Wrapper
+from robojax.envs.host import HostWrapper, host_stack
 from robojax.envs.wrappers import AutoResetWrapper
 
 __all__ = [
     "FromGymnasium",
+    "GymnasiumHostEnv",
     "GymnasiumEnv",
     "GymnasiumVectorEnv",
     "box_from_spec",
@@ -388,21 +390,15 @@ def _seed_from(key_or_seed) -> int | None:
     return seed
 
 
-class FromGymnasium(HostEnv):
-    """Any gymnasium env with Box spaces, behind robojax's host-side env interface.
+class GymnasiumHostEnv(HostEnv):
+    """A gymnasium env with Box spaces as a bare `HostEnv`: numpy `EnvState`s, `info["success"]`.
 
-    `reset(key_or_seed)` and `step(state, action)` return `EnvState`s of numpy values
-    (`physics=None`, `episode={}`). `info` carries `success` (gym's `is_success`/`success`, else
-    False), `final_obs`, and the `EpisodeStatistics` keys (`episode_done`, `episode_return`,
-    `episode_length`, `episode_success`), so actor loops log the same way as on simulator envs.
-    Numeric scalar entries of the gym info go to `metrics`.
-
-    With `autoreset=True` a done step resets at once, exactly like `AutoResetWrapper`: the returned
-    obs starts the new episode, while reward, done flags and info (with `final_obs`) are the
-    finished step's. Without it, step after a done step raises until `reset` is called.
+    `success` is gym's `is_success`/`success` (else False); numeric scalar entries of the gym info
+    go to `metrics`. Stepping a finished episode raises until `reset`. `FromGymnasium` adds the
+    host wrapper stack (episode statistics, `final_obs`, autoreset) on top.
     """
 
-    def __init__(self, env: gymnasium.Env | str, autoreset: bool = False, **make_kwargs):
+    def __init__(self, env: gymnasium.Env | str, **make_kwargs):
         if isinstance(env, str):
             env = gymnasium.make(env, **make_kwargs)
         elif make_kwargs:
@@ -410,11 +406,8 @@ class FromGymnasium(HostEnv):
         if not isinstance(env, gymnasium.Env):
             raise TypeError(f"FromGymnasium wraps a gymnasium.Env or an env id, got {type(env).__name__}")
         self.gym_env = env
-        self.autoreset = bool(autoreset)
         self._obs_spec = spec_from_box(env.observation_space, "observation")
         self._act_spec = spec_from_box(env.action_space, "action")
-        self._return = 0.0
-        self._length = 0
         self._needs_reset = True
 
     @property
@@ -434,19 +427,8 @@ class FromGymnasium(HostEnv):
 
     def reset(self, key_or_seed=None) -> EnvState:
         obs, info = self.gym_env.reset(seed=_seed_from(key_or_seed))
-        self._return, self._length, self._needs_reset = 0.0, 0, False
-        obs = self._obs(obs)
-        return EnvState(
-            physics=None,
-            obs=obs,
-            reward=np.float32(0.0),
-            terminated=np.bool_(False),
-            truncated=np.bool_(False),
-            episode={},
-            info=self._info(obs, info, done=False),
-            metrics=self._metrics(info),
-            rng=None,
-        )
+        self._needs_reset = False
+        return self._state(obs, 0.0, False, False, info)
 
     def step(self, state: EnvState, action) -> EnvState:
         if self._needs_reset:
@@ -456,47 +438,26 @@ class FromGymnasium(HostEnv):
             )
         action = self._act_spec.validate(action, "action").astype(self.gym_env.action_space.dtype)
         obs, reward, terminated, truncated, info = self.gym_env.step(action)
-        obs = self._obs(obs)
         terminated, truncated = bool(terminated), bool(truncated)
-        done = terminated or truncated
-        self._return += float(reward)
-        self._length += 1
-        step_info = self._info(obs, info, done=done)
-        metrics = self._metrics(info)
-        if done:
-            self._needs_reset = True
-            if self.autoreset:
-                obs, _ = self.gym_env.reset()
-                obs = self._obs(obs)
-                self._return, self._length, self._needs_reset = 0.0, 0, False
-        return EnvState(
-            physics=None,
-            obs=obs,
-            reward=np.float32(reward),
-            terminated=np.bool_(terminated),
-            truncated=np.bool_(truncated),
-            episode={},
-            info=step_info,
-            metrics=metrics,
-            rng=None,
-        )
+        self._needs_reset = terminated or truncated
+        return self._state(obs, reward, terminated, truncated, info)
 
     def close(self) -> None:
         self.gym_env.close()
 
-    def _obs(self, obs) -> np.ndarray:
-        return np.array(obs, dtype=self._obs_spec.dtype)
-
-    def _info(self, obs, gym_info: Mapping[str, Any], done: bool) -> dict[str, Any]:
+    def _state(self, obs, reward, terminated: bool, truncated: bool, gym_info: Mapping[str, Any]) -> EnvState:
         success = np.bool_(bool(gym_info.get("is_success", gym_info.get("success", False))))
-        return {
-            "success": success,
-            "final_obs": obs.copy(),
-            "episode_done": np.bool_(done),
-            "episode_return": np.float32(self._return),
-            "episode_length": np.int32(self._length),
-            "episode_success": success,
-        }
+        return EnvState(
+            physics=None,
+            obs=np.array(obs, dtype=self._obs_spec.dtype),
+            reward=np.float32(reward),
+            terminated=np.bool_(terminated),
+            truncated=np.bool_(truncated),
+            episode={},
+            info={"success": success},
+            metrics=self._metrics(gym_info),
+            rng=None,
+        )
 
     @staticmethod
     def _metrics(gym_info: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -508,6 +469,28 @@ class FromGymnasium(HostEnv):
             if arr.ndim == 0 and (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
                 out[key] = arr.copy()
         return out
+
+    def __repr__(self) -> str:
+        return f"GymnasiumHostEnv({self.gym_env!r})"
+
+
+class FromGymnasium(HostWrapper):
+    """Any gymnasium env with Box spaces, behind robojax's host-side env interface.
+
+    `reset(key_or_seed)` and `step(state, action)` return `EnvState`s of numpy values
+    (`physics=None`). `GymnasiumHostEnv` under the host wrapper stack (robojax.envs.host), so
+    `info` carries `success`, `final_obs` and the `EpisodeStatistics` keys (`episode_done`,
+    `episode_return`, `episode_length`, `episode_success`), as on simulator envs.
+
+    With `autoreset=True` a done step resets at once, exactly like `AutoResetWrapper`: the returned
+    obs starts the new episode, while reward, done flags and info (with `final_obs`) are the
+    finished step's. Without it, step after a done step raises until `reset` is called.
+    """
+
+    def __init__(self, env: gymnasium.Env | str, autoreset: bool = False, **make_kwargs):
+        bare = GymnasiumHostEnv(env, **make_kwargs)
+        super().__init__(host_stack(bare, autoreset=bool(autoreset)))
+        self.gym_env, self.autoreset = bare.gym_env, bool(autoreset)
 
     def __repr__(self) -> str:
         return f"FromGymnasium({self.gym_env!r}, autoreset={self.autoreset})"

@@ -23,6 +23,25 @@ import jax.numpy as jnp
 from robojax.envs.core import Env, Wrapper, tree_where
 
 
+def episode_info(info: Mapping, done, episode_return, episode_length, success) -> dict:
+    """`info` plus the episode-statistics keys (shared by `EpisodeStatistics` and its host version)."""
+    return {
+        **info,
+        "episode_done": done,
+        "episode_return": episode_return,
+        "episode_length": episode_length,
+        "episode_success": success,
+    }
+
+
+def time_limit_truncated(truncated, terminated, steps, max_steps: int):
+    """Truncated at the time limit, unless the episode terminated on that step: the bootstrap must stop.
+
+    Plain operators, so jax arrays (TimeLimit) and numpy scalars (HostTimeLimit) both fit.
+    """
+    return (truncated | (steps >= max_steps)) & ~terminated
+
+
 class TimeLimit(Wrapper):
     """Truncates an episode after `max_steps` control steps (`truncated`, never `terminated`)."""
 
@@ -44,10 +63,7 @@ class TimeLimit(Wrapper):
     def step(self, state, action):
         nxt = self.env.step(state, action)
         steps = state.episode["steps"] + 1
-        # An episode that terminates on its last allowed step is terminated, not truncated:
-        # the bootstrap must stop.
-        truncated = jnp.logical_or(nxt.truncated, steps >= self.max_steps)
-        truncated = jnp.logical_and(truncated, jnp.logical_not(nxt.terminated))
+        truncated = time_limit_truncated(nxt.truncated, nxt.terminated, steps, self.max_steps)
         return nxt.replace(truncated=truncated, episode={**nxt.episode, "steps": steps})
 
 
@@ -67,26 +83,14 @@ class EpisodeStatistics(Wrapper):
     def _begin(self, state):
         zero_f, zero_i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
         episode = {**state.episode, "return": zero_f, "length": zero_i}
-        info = {
-            **state.info,
-            "episode_done": jnp.zeros((), bool),
-            "episode_return": zero_f,
-            "episode_length": zero_i,
-            "episode_success": jnp.zeros((), bool),
-        }
+        info = episode_info(state.info, jnp.zeros((), bool), zero_f, zero_i, jnp.zeros((), bool))
         return state.replace(episode=episode, info=info)
 
     def step(self, state, action):
         nxt = self.env.step(state, action)
         ret = state.episode["return"] + nxt.reward.astype(jnp.float32)
         length = state.episode["length"] + 1
-        info = {
-            **nxt.info,
-            "episode_done": nxt.done,
-            "episode_return": ret,
-            "episode_length": length,
-            "episode_success": jnp.asarray(nxt.info["success"], bool),
-        }
+        info = episode_info(nxt.info, nxt.done, ret, length, jnp.asarray(nxt.info["success"], bool))
         return nxt.replace(episode={**nxt.episode, "return": ret, "length": length}, info=info)
 
 

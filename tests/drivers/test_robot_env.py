@@ -156,7 +156,7 @@ def test_sac_host_loop_trains_against_sim_servers():
     import dataclasses
 
     from robojax.agents.sac import host_loop
-    from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+    from robojax.agents.sac.config import HOST_SAC_DEFAULTS, HostTrainConfig
 
     with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=50.0).start() as train_srv, \
             SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=50.0, seed=1).start() as eval_srv:

@@ -6,7 +6,7 @@ import pytest
 from absl.testing import flagsaver
 
 from tests.experiments.conftest import experiment_flag_fixtures, load_experiment
-from robojax.agents.sac.host_loop import HOST_SAC_DEFAULTS, HostTrainConfig
+from robojax.agents.sac.config import HOST_SAC_DEFAULTS, HostTrainConfig
 
 train_sac = load_experiment("train_sac")
 

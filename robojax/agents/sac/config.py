@@ -1,6 +1,6 @@
-"""SAC configuration: the learner's hyperparameters and the on-device training loop's settings.
+"""SAC configuration: the learner's hyperparameters, the on-device loop's and the host loop's settings.
 
-Both are frozen dataclasses validated on construction. Every field carries a `help` string in its
+All are frozen dataclasses validated on construction. Every field carries a `help` string in its
 metadata, which `experiments/train_sac.py` turns into an absl flag of the same name.
 """
 
@@ -131,3 +131,52 @@ class TrainConfig:
     @property
     def env_steps_per_iteration(self) -> int:
         return self.num_envs * self.steps_per_iteration
+
+
+# Tuned on gymnasium's InvertedPendulum-v5 (benchmarks/sac.py --parts=gym).
+HOST_SAC_DEFAULTS = SACConfig(
+    actor_hidden_dims=(64, 64), critic_hidden_dims=(64, 64), utd_ratio=2, batch_size=128
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostTrainConfig:
+    """The host actor/learner loop: env, budget, threading, evaluation, checkpoints, learner config."""
+
+    env: str = field("InvertedPendulum-v5", "Gymnasium env id (Box spaces), or a name for a custom factory.")
+    seed: int = field(0, "Seed of the learner, the env resets and the actor's sampling.")
+    total_env_steps: int = field(30_000, "Env transitions to collect.")
+    learning_starts: int = field(1_000, "Transitions of uniform random actions before updates begin.")
+    replay_capacity: int = field(200_000, "Replay buffer capacity in transitions.")
+    demo_path: str | None = field(None, "A .npz of demo transitions, preloaded into the demo buffer.")
+    demo_capacity: int = field(10_000, "Demo buffer capacity (demos and interventions).")
+    publish_interval: int = field(10, "Learner updates between publishing actor params to the actor thread.")
+    max_actor_lead: int = field(100, "Env steps the actor may run ahead of the learner's updates.")
+    eval_interval: int = field(2_000, "Transitions between evaluations.")
+    eval_episodes: int = field(5, "Episodes per evaluation with the deterministic policy.")
+    eval_max_steps: int = field(10_000, "Cut an evaluation episode after this many steps.")
+    target_eval_return: float | None = field(None, "Stop once an evaluation reaches this mean return.")
+    checkpoint_interval: int = field(10_000, "Transitions between checkpoints (also one at the end).")
+    checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
+    checkpoint_replay: bool = field(True, "Save replay and demo buffers with checkpoints.")
+    log_interval: int = field(1_000, "Transitions between training-metric log lines.")
+    workdir: str | None = field(None, "Run directory for checkpoints, logs, plot and policy (None: no files).")
+    resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
+    progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
+    sac: SACConfig = dataclasses.field(default_factory=lambda: HOST_SAC_DEFAULTS)
+
+    def __post_init__(self):
+        check_non_negative_int(self, "seed")
+        check_positive_int(
+            self, "total_env_steps", "replay_capacity", "demo_capacity", "publish_interval", "max_actor_lead",
+            "eval_interval", "eval_episodes", "eval_max_steps", "checkpoint_interval", "checkpoints_to_keep",
+            "log_interval",
+        )
+        check_int(self, "learning_starts", minimum=0, expected=">= 0")
+        if self.sac.batch_size % 2:
+            raise ValueError(
+                f"SACConfig.batch_size ({self.sac.batch_size}) must be even: once the demo buffer holds"
+                " demos or interventions, half of every batch comes from it"
+            )
+        if self.resume and not self.workdir:
+            raise ValueError("HostTrainConfig.resume needs a workdir to resume from")

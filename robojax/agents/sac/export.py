@@ -25,9 +25,7 @@ import numpy as np
 from robojax import checkpoint as ckpt
 from robojax.agents.sac import learner
 from robojax.agents.sac.config import SACConfig
-from robojax.agents.sac.networks import deterministic_action, make_networks, sample_tanh_gaussian
 from robojax.config_utils import from_dict, to_dict
-from robojax.data import normalizer
 from robojax.data.normalizer import RunningMeanStd
 from robojax.envs.core import ArraySpec
 from robojax.policy import Policy
@@ -52,47 +50,36 @@ class SACSource:
     run_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def make_policy(source: SACSource, *, deterministic: bool = True) -> Policy:
-    """The SAC actor as a Policy (carry `()`), normaliser and parameters baked in."""
-    config = source.config
-    nets = make_networks(config, source.action_spec.shape[0])
-    params = jax.tree.map(jnp.asarray, source.actor_params)
-    stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), source.obs_normalizer)
-    normalise = config.normalize_observations
-
-    def step(carry, obs, key):
-        x = obs.astype(jnp.float32)
-        if normalise:
-            x = normalizer.normalize(stats, x)
-        mean, log_std = nets.actor.apply(params, x)
-        if deterministic:
-            action = deterministic_action(mean)
-        else:
-            action, _ = sample_tanh_gaussian(mean, log_std, key)
-        return action.astype(source.action_spec.dtype), carry
-
-    norm = None
-    if normalise:
-        count = float(np.asarray(source.obs_normalizer.count))
-        var = np.asarray(source.obs_normalizer.var, np.float64)
-        norm = {
-            "observation": {
-                "mean": np.asarray(source.obs_normalizer.mean).tolist(),
-                "std": np.sqrt(var + _EPS).tolist(),
-                "count": count,
-                "clip": _CLIP,
-                "formula": "clip((obs - mean) / std, -clip, clip); identity while count == 0",
-                "applied": count > 0,
-            }
+def normalization_record(stats: RunningMeanStd) -> dict | None:
+    """The sidecar's description of the observation statistics; None while they are traced (inside a jit)."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(stats)):
+        return None
+    count = float(np.asarray(stats.count))
+    var = np.asarray(stats.var, np.float64)
+    return {
+        "observation": {
+            "mean": np.asarray(stats.mean).tolist(),
+            "std": np.sqrt(var + _EPS).tolist(),
+            "count": count,
+            "clip": _CLIP,
+            "formula": "clip((obs - mean) / std, -clip, clip); identity while count == 0",
+            "applied": count > 0,
         }
-    return Policy(
-        init_carry=lambda: (),
-        step=step,
-        stochastic=not deterministic,
-        normalization=norm,
-        action_chunking={"chunk_length": 1, "executed_steps": 1},
+    }
+
+
+def make_policy(source: SACSource, *, deterministic: bool = True) -> Policy:
+    """The SAC actor as a Policy (carry `()`), normaliser and parameters baked in (`learner.policy`)."""
+    config = source.config
+    stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), source.obs_normalizer)
+    return learner.policy(
+        (jax.tree.map(jnp.asarray, source.actor_params), stats),
+        deterministic,
+        config=config,
+        action_dim=source.action_spec.shape[0],
         name=f"sac_{source.env or 'policy'}_{'deterministic' if deterministic else 'stochastic'}",
-        evals_per_action=1,
+        normalization=normalization_record(source.obs_normalizer) if config.normalize_observations else None,
+        action_dtype=source.action_spec.dtype,
     )
 
 

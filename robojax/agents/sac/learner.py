@@ -14,6 +14,7 @@ optimisers over one shared tree, which keeps stepping the actor's Adam momentum 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -30,6 +31,7 @@ from robojax.data.normalizer import RunningMeanStd
 from robojax.data.replay import Transition
 from robojax.envs.core import ArraySpec
 from robojax.nets import sample_ensemble_subset
+from robojax.policy import Policy, stateless
 
 Metrics = dict[str, jax.Array]
 
@@ -116,17 +118,59 @@ def update_observation_normalizer(state: TrainState, obs: jax.Array) -> TrainSta
     return state.replace(obs_normalizer=normalizer.update(state.obs_normalizer, obs))
 
 
+def policy(
+    source: TrainState | tuple[Any, RunningMeanStd],
+    deterministic: bool = True,
+    *,
+    config: SACConfig | None = None,
+    action_dim: int | None = None,
+    name: str = "sac",
+    normalization: dict | None = None,
+    action_dtype: Any = jnp.float32,
+) -> Policy:
+    """The SAC actor as a stateless Policy: normalise -> actor -> tanh(mean), or a ~ pi(.|s).
+
+    source: a TrainState, or (actor_params, obs_normalizer) with `config` and `action_dim` given.
+    The step takes one observation or any batch of them (one key draws the noise of the whole
+    batch), so its batched form is the same step; parameters may be traced (built inside a jit).
+    normalization: the sidecar's description of the statistics (see export.make_policy).
+    """
+    if isinstance(source, TrainState):
+        actor_params, obs_normalizer = source.actor_params, source.obs_normalizer
+        config, action_dim = source.config, source.action_dim
+    else:
+        actor_params, obs_normalizer = source
+        if config is None or action_dim is None:
+            raise ValueError("learner.policy((actor_params, obs_normalizer), ...) needs config= and action_dim=")
+    actor = make_networks(config, action_dim).actor
+
+    def act(obs, key):
+        x = jnp.asarray(obs, jnp.float32)
+        if config.normalize_observations:
+            x = normalizer.normalize(obs_normalizer, x)
+        mean, log_std = actor.apply(actor_params, x)
+        action = deterministic_action(mean) if deterministic else sample_tanh_gaussian(mean, log_std, key)[0]
+        return action.astype(action_dtype)
+
+    single = stateless(
+        act,
+        name=name,
+        stochastic=not deterministic,
+        normalization=normalization,
+        action_chunking={"chunk_length": 1, "executed_steps": 1},
+        evals_per_action=1,
+    )
+    return dataclasses.replace(single, batched=lambda n: dataclasses.replace(single, batch_size=int(n)))
+
+
 def act(state: TrainState, obs: jax.Array, key: jax.Array) -> jax.Array:
     """Exploration action a ~ pi(.|s) for a single or batched observation."""
-    mean, log_std = state.networks.actor.apply(state.actor_params, normalize_obs(state, obs))
-    action, _ = sample_tanh_gaussian(mean, log_std, key)
-    return action
+    return policy(state, deterministic=False).step((), obs, key)[0]
 
 
 def act_deterministic(state: TrainState, obs: jax.Array) -> jax.Array:
     """Evaluation action tanh(mean) for a single or batched observation."""
-    mean, _ = state.networks.actor.apply(state.actor_params, normalize_obs(state, obs))
-    return deterministic_action(mean)
+    return policy(state, deterministic=True).step((), obs, None)[0]
 
 
 def temperature(state: TrainState) -> jax.Array:

@@ -30,6 +30,7 @@ from robojax.data.demos import load_demos
 from robojax.data.replay import ReplayBuffer, Transition
 from robojax.envs import registry as env_registry
 from robojax.envs.core import Env, EnvState
+from robojax.evaluation import episode_length_of, make_episode_evaluator
 
 EnvFactory = Callable[[str, int], Env]
 
@@ -189,37 +190,19 @@ def make_iteration(env: Env, config: TrainConfig) -> Callable[[LoopState], tuple
 _init_loop_state_jit = jax.jit(init_loop_state, static_argnums=(1, 2))
 
 
-def episode_length_of(env: Env) -> int:
-    """The env's episode length: its time limit, else the task's own (evaluation runs one episode)."""
-    length = getattr(env, "max_steps", None) or getattr(env, "episode_length", None)
-    if length is None:
-        raise ValueError(f"{env!r} has neither a TimeLimit nor an `episode_length`; evaluation needs finite episodes")
-    return int(length)
-
-
 @functools.lru_cache(maxsize=8)
 def make_evaluator(eval_env: Env) -> Callable[[learner.TrainState, jax.Array], dict]:
     """Jitted evaluation: one episode per env of `eval_env` with the deterministic actor."""
-    max_steps = episode_length_of(eval_env)
+    episodes = make_episode_evaluator(
+        eval_env, functools.partial(learner.policy, deterministic=True), episode_length=episode_length_of(eval_env)
+    )
 
     @jax.jit
     def evaluate(learner_state: learner.TrainState, key: jax.Array) -> dict:
-        env_state = eval_env.reset(key)
-        batch = env_state.obs.shape[0]
-
-        def body(carry, _):
-            env_state, returns, success, running = carry
-            action = learner.act_deterministic(learner_state, env_state.obs)
-            env_state = eval_env.step(env_state, action)
-            returns = returns + jnp.where(running, env_state.reward, 0.0)
-            finished = running & env_state.info["episode_done"]
-            success = jnp.where(finished, env_state.info["episode_success"], success)
-            return (env_state, returns, success, running & ~env_state.info["episode_done"]), None
-
-        init = (env_state, jnp.zeros(batch), jnp.zeros(batch, bool), jnp.ones(batch, bool))
-        (_, returns, success, _), _ = jax.lax.scan(body, init, None, length=max_steps)
+        out = episodes(learner_state, key)
+        returns = out["return"]
         return {"eval/return": jnp.mean(returns), "eval/return_std": jnp.std(returns),
-                "eval/success": jnp.mean(success.astype(jnp.float32)), "eval/returns": returns}
+                "eval/success": jnp.mean(out["success"].astype(jnp.float32)), "eval/returns": returns}
 
     return evaluate
 
@@ -251,18 +234,23 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> TrainRe
     env_factory: `(name, num_envs) -> Env`, batched, autoresetting, with `EpisodeStatistics`, as
       `envs.make(name, num_envs=n)` builds (the default).
     """
-    with runs.Run(
+    with open_run(config) as run:
+        return _train(config, env_factory or default_env_factory, run)
+
+
+def open_run(config, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> runs.Run:
+    """The `runs.Run` of a SAC loop (this one or the host loop): env steps, eval/return, SAC's fingerprint."""
+    return runs.Run(
         config.workdir,
         resume=config.resume,
-        resumable=RESUMABLE_CHANGES,
-        fingerprint=resume_fingerprint,
+        resumable=resumable,
+        fingerprint=functools.partial(resume_fingerprint, resumable=resumable),
         checkpoints_to_keep=config.checkpoints_to_keep,
         stdout_keys=("eval/return", "eval/success"),
         eval_key="eval/return",
         progress_bar=config.progress_bar,
         progress_unit="env step",
-    ) as run:
-        return _train(config, env_factory or default_env_factory, run)
+    )
 
 
 def _train(config: TrainConfig, make_env: EnvFactory, run: runs.Run) -> TrainResult:

@@ -10,9 +10,11 @@ import pytest
 from robojax import checkpoint as ckpt
 from robojax.agents.sac import host_loop
 from robojax.agents.sac.config import SACConfig
-from robojax.agents.sac.host_loop import HostLoopError, HostTrainConfig
+from robojax.agents.sac.config import HostTrainConfig
+from robojax.agents.sac.host_loop import HostLoopError
 from robojax.agents.sac.interventions import KeyboardIntervention, ScriptedIntervention, SpaceMouseIntervention
 from robojax.data import replay
+from robojax.envs import host as host_envs
 from robojax.envs.core import ArraySpec, EnvState, HostEnv
 
 TINY = SACConfig(
@@ -187,8 +189,8 @@ def test_spacemouse_without_pyspacemouse_is_a_clear_error():
 
 
 def test_rescale_actions_maps_unit_box_onto_env_bounds():
-    env = host_loop.make_gym_env("InvertedPendulum-v5")
-    assert isinstance(env, host_loop.RescaleActions)
+    env = host_envs.make_gym_env("InvertedPendulum-v5")
+    assert isinstance(env, host_envs.RescaleActions)
     assert np.all(env.action_spec.low == -1) and np.all(env.action_spec.high == 1)
     assert np.all(env.env.action_spec.high == 3)
     env.close()
