@@ -22,9 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robojax.agents.raptor import distill
+from robojax.agents.raptor import learner
 from robojax.agents.raptor.config import EvalConfig
-from robojax.agents.raptor.distill import Episodes, StudentFns
+from robojax.agents.raptor.learner import Episodes
+from robojax.agents.raptor.networks import StudentFunctions
 from robojax.envs import registry as env_registry
 from robojax.envs.core import Env
 
@@ -46,19 +47,19 @@ def sample_quadrotors(seed: int, stream: int, num: int, env_name: str = "quadrot
 
 
 @functools.lru_cache(maxsize=16)
-def make_collect(env: Env, length: int, episodes: int, student: StudentFns):
+def make_collect(env: Env, length: int, episodes: int, student: StudentFunctions):
     """Jitted episodes on every quadrotor: (quadrotor, episode, time) leading axes."""
 
     @jax.jit
     def run(student_params, teachers, dynamics, key, teacher_acts):
-        return distill.collect(env, length, episodes, student, student_params, teachers, dynamics, key, teacher_acts)
+        return learner.collect(env, length, episodes, student, student_params, teachers, dynamics, key, teacher_acts)
 
     return run
 
 
 def summarize(episodes: Episodes) -> dict:
     """Scalar metrics of a batch of episodes, plus per-quadrotor success."""
-    metrics = {k: float(v) for k, v in jax.device_get(distill.episode_metrics(episodes)).items()}
+    metrics = {k: float(v) for k, v in jax.device_get(learner.episode_metrics(episodes)).items()}
     metrics.pop("label_action_mse", None)
     crashed = np.asarray(episodes.crashed)
     metrics["success_per_quadrotor"] = (1.0 - crashed.reshape(crashed.shape[0], -1).mean(axis=1)).tolist()
@@ -108,7 +109,7 @@ def evaluate_task(
     config: EvalConfig,
     dynamics: dict,
     oracle_teachers: Any,
-    students: dict[str, tuple[StudentFns, Any]],
+    students: dict[str, tuple[StudentFunctions, Any]],
     key: jax.Array,
 ) -> tuple[dict, dict]:
     """Metrics of every policy on one task; returns (metrics by policy, episodes by policy).
@@ -139,7 +140,7 @@ def policy_metrics(episodes: Episodes, dynamics: dict, env: Env) -> dict:
 
 
 def evaluate_students(
-    env: Env, config: EvalConfig, dynamics: dict, students: dict[str, tuple[StudentFns, Any]], key: jax.Array
+    env: Env, config: EvalConfig, dynamics: dict, students: dict[str, tuple[StudentFunctions, Any]], key: jax.Array
 ) -> dict:
     """Students alone, zero-shot, on held-out quadrotors that have no teachers (the wide set)."""
     results = {}

@@ -31,9 +31,9 @@ from robojax.agents.sac.train import LoopState, init_loop_state, learning_config
 from robojax.envs import registry as env_registry
 from robojax.envs.core import ArraySpec, Env, Wrapper
 from robojax.envs.wrappers import AutoResetWrapper, VmapWrapper
+from robojax.tasks.quadrotor import TEACHER_OBS_KEY
 
 TASK_ENVS = {"hover": "quadrotor_hover", "track": "quadrotor_track"}
-TEACHER_OBS_KEY = "teacher_obs"
 
 
 class PrivilegedObservation(Wrapper):

@@ -32,7 +32,7 @@ import robojax
 from robojax import checkpoint as ckpt
 from robojax import logging as rlog
 from robojax import runs
-from robojax.agents.raptor import distill, evaluate, teachers
+from robojax.agents.raptor import evaluate, learner, networks, teachers
 from robojax.agents.raptor.config import RaptorConfig
 from robojax.config_utils import from_dict, to_dict
 from robojax.agents.sac.train import LoopState
@@ -64,7 +64,7 @@ def run_metadata(config: RaptorConfig) -> dict:
 # Settings a rerun may change: more distillation epochs continue the students from their checkpoints
 # (and redo evaluation and export); where and how the run is kept and shown changes nothing it
 # computes; everything else must match the run directory.
-EXTENDABLE = ("distill.epochs", "workdir", "checkpoint_interval", "progress_bar")
+EXTENDABLE = ("learner.epochs", "workdir", "checkpoint_interval", "progress_bar")
 
 
 def _without_extendable(config: dict) -> dict:
@@ -216,7 +216,7 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
     dc = dataclasses.replace(config.distill, recurrent=recurrent)
     task_envs = tuple(teachers.make_task_env(t, dc.episode_length) for t in config.distill_tasks)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2 if recurrent else 3)
-    state = distill.init_distill(key, dc)
+    state = learner.init_distill(key, dc)
     metadata = run_metadata(config)
     with stage.checkpointer() as checkpointer:
         if checkpointer.latest_step() is not None:
@@ -231,7 +231,7 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
         t_start = time.perf_counter()
         last: dict = {}
 
-        def callback(s: distill.DistillState, metrics: dict) -> None:
+        def callback(s: learner.DistillState, metrics: dict) -> None:
             nonlocal last
             epoch = int(s.epoch)
             last = {**metrics, "epoch": epoch, "wall_s": time.perf_counter() - t_start}
@@ -242,13 +242,13 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
 
         offsets = None
         if dc.position_correction:
-            offsets = distill.steady_state_offsets(
+            offsets = learner.steady_state_offsets(
                 teachers.make_task_env("hover", dc.episode_length), teacher_states, dynamics,
                 jax.random.fold_in(jax.random.PRNGKey(config.seed), 4), length=dc.episode_length)
             log(f"{stage.name}: teachers' steady-state offsets, mean |x|,|y|,|z| (m):"
                 f" {np.round(np.mean(np.abs(np.asarray(offsets)), axis=0), 3).tolist()}")
         try:
-            state = distill.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback,
+            state = learner.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback,
                                           position_offsets=offsets)
             checkpointer.wait_until_finished()
         finally:
@@ -321,7 +321,7 @@ def run(config: RaptorConfig, *, log: Callable[[str], None] = print) -> RaptorRe
                 if s in skipped:
                     skipped.remove(s)
         params, summary = distill_stage(config, stage[name], recurrent, train_teachers, train_dyn, log)
-        students[name] = (distill.student_fns(recurrent), params)
+        students[name] = (networks.student_fns(recurrent), params)
         seconds[name] = time.perf_counter() - t
         log(f"{name}: {summary.get('final', {})}")
 

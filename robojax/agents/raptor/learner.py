@@ -16,7 +16,7 @@ offset_i is teacher i's measured steady-state hover offset, so "where teacher i 
 zero, and the student learns to settle at the target itself. The labels are unchanged, and at
 deployment the student sees the raw position.
 Collection is vmapped over quadrotors and episodes; collection and all updates of an epoch are
-one jitted call.
+one jitted call. The student networks are in `networks.py`, the imitation loss in `losses.py`.
 """
 
 from __future__ import annotations
@@ -30,18 +30,12 @@ import optax
 from flax import struct
 
 from robojax.agents.raptor.config import DistillConfig
-from robojax.agents.raptor.student import StudentFunctions as StudentFns
-from robojax.agents.raptor.student import student_functions
+from robojax.agents.raptor.losses import imitation_loss
+from robojax.agents.raptor.networks import StudentFunctions, student_fns
 from robojax.agents.raptor.teachers import teacher_action
 from robojax.agents.sac import learner as sac_learner
 from robojax.envs.core import Env, tree_where
-
-TEACHER_OBS_KEY = "teacher_obs"
-
-
-def student_fns(recurrent: bool = True) -> StudentFns:
-    """The GRU student (2084 parameters), or the non-recurrent ablation of about the same size."""
-    return student_functions("gru" if recurrent else "feedforward")
+from robojax.tasks.quadrotor import TEACHER_OBS_KEY
 
 
 class Episodes(NamedTuple):
@@ -66,7 +60,7 @@ def _position_and_reference(state) -> tuple[jax.Array, jax.Array]:
 def rollout(
     env: Env,
     length: int,
-    student: StudentFns,
+    student: StudentFunctions,
     student_params: Any,
     teacher: sac_learner.TrainState | None,
     dynamics: dict,
@@ -112,7 +106,7 @@ def collect(
     env: Env,
     length: int,
     episodes_per_quadrotor: int,
-    student: StudentFns,
+    student: StudentFunctions,
     student_params: Any,
     teachers: sac_learner.TrainState | None,
     dynamics: dict,
@@ -154,22 +148,6 @@ def steady_state_offsets(
     return total / jnp.maximum(jnp.sum(ok, axis=1), 1.0)
 
 
-def sequence_actions(student: StudentFns, params: Any, obs: jax.Array) -> jax.Array:
-    """The student's actions over a batch of episodes (batch, time, obs) from its initial carry.
-
-    One `lax.scan` through the GRU over whole episodes: differentiating it is BPTT.
-    """
-    actions, _ = student.sequence(params, jnp.swapaxes(obs, 0, 1))
-    return jnp.swapaxes(actions, 0, 1)
-
-
-def imitation_loss(student: StudentFns, params: Any, obs: jax.Array, label: jax.Array, valid: jax.Array) -> jax.Array:
-    """Masked MSE between the student's and the teacher's actions over whole episodes."""
-    actions = sequence_actions(student, params, obs)
-    mask = valid.astype(jnp.float32)[..., None]
-    return jnp.sum(mask * jnp.square(actions - label)) / jnp.maximum(jnp.sum(mask) * label.shape[-1], 1.0)
-
-
 @struct.dataclass
 class DistillState:
     params: Any
@@ -182,7 +160,7 @@ def optimizer(config: DistillConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
 
-def init_distill(key: jax.Array, config: DistillConfig, student: StudentFns | None = None) -> DistillState:
+def init_distill(key: jax.Array, config: DistillConfig, student: StudentFunctions | None = None) -> DistillState:
     student = student or student_fns(config.recurrent)
     init_key, rng = jax.random.split(key)
     params = student.init(init_key)
@@ -190,7 +168,7 @@ def init_distill(key: jax.Array, config: DistillConfig, student: StudentFns | No
 
 
 def fit_episodes(
-    state: DistillState, episodes: Episodes, config: DistillConfig, student: StudentFns
+    state: DistillState, episodes: Episodes, config: DistillConfig, student: StudentFunctions
 ) -> tuple[DistillState, jax.Array]:
     """`updates_per_epoch` Adam steps on shuffled batches of whole episodes (leading axis = episode)."""
     n = episodes.obs.shape[0]

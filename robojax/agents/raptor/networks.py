@@ -180,6 +180,11 @@ def student_functions(kind: str = "gru") -> StudentFunctions:
     raise ValueError(f"unknown student kind {kind!r}; use 'gru' or 'feedforward'")
 
 
+def student_fns(recurrent: bool = True) -> StudentFunctions:
+    """The GRU student (2084 parameters), or the non-recurrent ablation of about the same size."""
+    return student_functions("gru" if recurrent else "feedforward")
+
+
 # ---- numpy reference ---------------------------------------------------------------------------
 
 def numpy_parameters(params: dict) -> dict[str, np.ndarray]:
