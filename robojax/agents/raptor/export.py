@@ -174,29 +174,7 @@ def recurrent_state(source: RaptorSource) -> dict:
 
 def make_policy(source: RaptorSource) -> Policy:
     """The student as a Policy: carry = GRU hidden state [16] (or () for the ablation)."""
-    params = jax.tree.map(jnp.asarray, source.params)
-    fns = S.student_functions(source.kind)
-
-    if source.kind == "gru":
-        def init_carry():
-            return S.initial_carry((), params)
-
-        def step(carry, obs, key):
-            del key  # deterministic
-            action, carry = fns.step(params, carry, obs.astype(jnp.float32))
-            return action.astype(jnp.float32), carry
-    else:
-        def init_carry():
-            return ()
-
-        def step(carry, obs, key):
-            del key
-            action, _ = fns.step(params, S.initial_carry(()), obs.astype(jnp.float32))
-            return action.astype(jnp.float32), carry
-
-    return Policy(init_carry=init_carry, step=step, stochastic=False,
-                  action_chunking={"chunk_length": 1, "executed_steps": 1}, evals_per_action=1,
-                  name=f"raptor_{'student' if source.kind == 'gru' else 'feedforward'}")
+    return S.student_policy(S.student_functions(source.kind), source.params)
 
 
 def export_raptor_student(

@@ -193,16 +193,20 @@ def fit_episodes(
 
 
 def episode_metrics(episodes: Episodes) -> dict:
-    """Success (no crash), survived steps and mean position error over valid steps."""
+    """Success (no crash), survived steps and mean position error over valid steps; the label-action
+    MSE too when the episodes have labels. Steps after a crash never count, whatever they hold."""
     valid = episodes.valid.astype(jnp.float32)
-    error = jnp.linalg.norm(episodes.position - episodes.reference, axis=-1)
-    return {
+    error = jnp.where(episodes.valid, jnp.linalg.norm(episodes.position - episodes.reference, axis=-1), 0.0)
+    metrics = {
         "success": jnp.mean(1.0 - episodes.crashed.astype(jnp.float32)),
         "episode_length": jnp.mean(jnp.sum(valid, axis=-1)),
-        "position_error": jnp.sum(error * valid) / jnp.maximum(jnp.sum(valid), 1.0),
-        "label_action_mse": jnp.sum(jnp.square(episodes.action - episodes.label) * valid[..., None])
-        / jnp.maximum(jnp.sum(valid) * episodes.label.shape[-1], 1.0),
+        "position_error": jnp.sum(error) / jnp.maximum(jnp.sum(valid), 1.0),
     }
+    if episodes.label is not None:
+        metrics["label_action_mse"] = (
+            jnp.sum(jnp.square(episodes.action - episodes.label) * valid[..., None])
+            / jnp.maximum(jnp.sum(valid) * episodes.label.shape[-1], 1.0))
+    return metrics
 
 
 @functools.lru_cache(maxsize=8)

@@ -66,6 +66,9 @@ class PrivilegedObservation(Wrapper):
     def reset(self, key):
         return self._select(self.env.reset(key))
 
+    def reset_with_parameters(self, key, params):
+        return self._select(self.env.reset_with_parameters(key, params))
+
     def step(self, state, action):
         return self._select(self.env.step(state, action))
 
