@@ -62,7 +62,7 @@ def rollout(
     length: int,
     student: StudentFunctions,
     student_params: Any,
-    teacher: sac_learner.TrainState | None,
+    teacher: sac_learner.TrainState,
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
@@ -70,7 +70,6 @@ def rollout(
 ) -> Episodes:
     """One episode on one quadrotor, unbatched; `env` is an unwrapped-enough quadrotor task with
     `reset_with_parameters`. The teacher labels every state; `teacher_acts` picks who flies.
-    With `teacher=None` the student flies and the labels are zeros.
     `position_offset` (3,) is subtracted from the student's position input (and from the stored
     observations it is trained on); the teacher's input and the recorded positions are untouched."""
     state = env.unwrapped.reset_with_parameters(key, dynamics)
@@ -82,10 +81,7 @@ def rollout(
     def body(c, _):
         state, carry, alive = c
         obs = state.obs - shift
-        if teacher is None:  # nobody to label (evaluation on quadrotors without teachers)
-            label = jnp.zeros(env.action_spec.shape, jnp.float32)
-        else:
-            label = teacher_action(teacher, state.info[TEACHER_OBS_KEY])
+        label = teacher_action(teacher, state.info[TEACHER_OBS_KEY])
         student_action, carry = student.step(student_params, carry, obs)
         action = jnp.where(teacher_acts, label, student_action)
         nxt = env.unwrapped.step(state, action)
@@ -108,7 +104,7 @@ def collect(
     episodes_per_quadrotor: int,
     student: StudentFunctions,
     student_params: Any,
-    teachers: sac_learner.TrainState | None,
+    teachers: sac_learner.TrainState,
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
@@ -116,8 +112,8 @@ def collect(
 ) -> Episodes:
     """Episodes on every quadrotor: leading axes (quadrotor, episode, time).
 
-    teachers: one per quadrotor (leading axis), or None for quadrotors without teachers (the student
-    flies, `teacher_acts` must be False, and the labels are zeros).
+    teachers: one per quadrotor (leading axis); they label every state. (Evaluation, where quadrotors
+    may have no teachers, flies policies through `evaluate.fly` instead.)
     position_offsets: (quadrotor, 3) student position-input corrections (None: none)."""
     num = jax.tree.leaves(dynamics)[0].shape[0]
     keys = jax.random.split(key, (num, episodes_per_quadrotor))
