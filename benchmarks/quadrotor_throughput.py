@@ -80,7 +80,7 @@ def student_latency() -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from robojax.agents.raptor import student as S
+    from robojax.agents.raptor import networks as S
     from robojax.agents.raptor.export import export_student_c
     from robojax.export import c_export
 

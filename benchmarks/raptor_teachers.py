@@ -35,7 +35,7 @@ def run_variant(name: str, settings: dict, episodes: int) -> dict:
 
     import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
     from robojax.agents.raptor import config as rc
-    from robojax.agents.raptor import distill, evaluate, teachers
+    from robojax.agents.raptor import evaluate, teachers
 
     settings = dict(settings)
     sac = dataclasses.replace(rc.default_teacher_sac(), **settings.pop("sac", {}))
@@ -49,13 +49,11 @@ def run_variant(name: str, settings: dict, episodes: int) -> dict:
     out = {"name": name, "settings": _SETTINGS.value, "train_s": round(time.perf_counter() - t0),
            "updates_per_teacher": tc.iterations * tc.steps_per_iteration * sac.utd_ratio,
            "load_after": os.getloadavg()[0]}
-    student = distill.student_fns(True)
-    params = student.init(jax.random.PRNGKey(0))  # not used: the teachers fly
     for i, task in enumerate(("hover", "track")):
         task_env = teachers.make_task_env(task, 500)
         key = jax.random.fold_in(jax.random.PRNGKey(0), 100 + i)
-        eps = jax.jit(lambda k: distill.collect(task_env, 500, episodes, student, params, state.learner, held, k, True))(key)
-        m = evaluate.summarize(eps)
+        per_episode, eps = evaluate.fly(task_env, 500, episodes, held, teachers_state=state.learner, key=key)
+        m = evaluate.summarize(per_episode, eps)
         out[task] = {"success": round(m["success"], 3), "position_error": round(m["position_error"], 3),
                      "steady_state_error_xyz": evaluate.steady_state_error(eps)}
     return out

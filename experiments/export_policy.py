@@ -16,7 +16,7 @@ The learner is detected from the saved metadata's format string:
                                receding-horizon policy with --inference=ddpm|ddim|rti and its step
                                flags (default: the run's own inference settings), recorded in the sidecar
   RAPTOR (robojax.raptor/1)    a run directory, its checkpoints/student[/EPOCH] (checkpoints/feedforward:
-                               the ablation), or a student .npz in student.numpy_parameters layout
+                               the ablation), or a student .npz in networks.numpy_parameters layout
 The artifact is the policy's step serialised with jax.export (normalisers, chunk bookkeeping or GRU
 state in its carry) and artifact.json describing specs, control rate, statistics, the jax version
 and the checkpoint's sha256. Load it with `robojax.deploy.load(DIR)` or run it on a

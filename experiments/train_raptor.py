@@ -55,7 +55,6 @@ def run_experiment(argv: typing.Sequence[str]):
     from robojax.agents.raptor.train import run
     from robojax.checkpoint import CheckpointMismatchError
 
-    start = time.perf_counter()
     try:
         result = run(config)
     except CheckpointMismatchError as e:
@@ -65,7 +64,7 @@ def run_experiment(argv: typing.Sequence[str]):
     print(result.table)
     spent = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
     print(f"stages: {spent}; skipped (already done): {result.skipped or 'none'};"
-          f" total {time.perf_counter() - start:.0f} s")
+          f" total {result.wall_s:.0f} s")
     if result.teacher_env_steps_per_s:
         print(f"teacher training throughput: {result.teacher_env_steps_per_s:,.0f} env steps/s across all teachers")
     print(f"run directory: {result.workdir} (results.json, tracking.png, export/, *.jsonl, checkpoints/)")

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robojax.envs.core import ArraySpec, Env, EnvState
+from robojax.tasks.quadrotor import TEACHER_OBS_KEY
 
 from envs.quadrotor import dynamics as dyn
 
@@ -226,7 +227,7 @@ class QuadrotorEnv(Env):
             truncated=jnp.zeros((), bool),
             episode=episode,
             dynamics={k: jnp.asarray(v, jnp.float32) for k, v in params.items()},
-            info={"success": jnp.ones((), bool), "teacher_obs": teacher_obs,
+            info={"success": jnp.ones((), bool), TEACHER_OBS_KEY: teacher_obs,
                   "position_error": pos_err},
             metrics={"position_cost": zero, "orientation_cost": zero, "action_cost": zero,
                      "position_error": pos_err, "velocity_error": zero},
@@ -294,7 +295,7 @@ class QuadrotorEnv(Env):
             reward=reward,
             terminated=terminated,
             truncated=jnp.zeros((), bool),
-            info={**state.info, "success": ~terminated, "teacher_obs": teacher_obs,
+            info={**state.info, "success": ~terminated, TEACHER_OBS_KEY: teacher_obs,
                   "position_error": jnp.where(finite, pos_err, DIVERGED_ERROR)},
             metrics=jax.tree.map(lambda x: jnp.where(finite, x, DIVERGED_ERROR), {
                 "position_cost": position_cost, "orientation_cost": orientation_cost,

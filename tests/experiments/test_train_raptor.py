@@ -1,5 +1,6 @@
 """experiments.train_raptor end to end on a tiny run: every stage, outputs, and stage-wise resume."""
 
+import dataclasses
 import json
 import os
 
@@ -101,7 +102,10 @@ def test_changed_config_refuses_the_old_workdir(tmp_path):
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
     from robojax.agents.raptor.config import RaptorConfig
-    from robojax.agents.raptor.train import _check_config
+    from robojax.agents.raptor.train import open_run
+
+    def _check_config(workdir, config):  # open (and close) the run: checks and writes config.json
+        open_run(dataclasses.replace(config, workdir=workdir)).close()
 
     _check_config(workdir, RaptorConfig())
     with pytest.raises(ValueError, match="num_teachers"):

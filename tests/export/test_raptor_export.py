@@ -13,7 +13,7 @@ import pytest
 import robojax  # noqa: F401
 import robojax.deploy as deploy
 from robojax import checkpoint as ckpt
-from robojax.agents.raptor import student as S
+from robojax.agents.raptor import networks as S
 from robojax.agents.raptor.export import (
     RaptorSource,
     export_raptor_student,
@@ -76,14 +76,14 @@ def test_gru_parity_state_and_reset(params, tmp_path):
 
 
 def test_sources_npz_checkpoint_and_cli(params, tmp_path):
-    from robojax.agents.raptor import distill
+    from robojax.agents.raptor import learner
     from robojax.agents.raptor.config import DistillConfig, RaptorConfig
     from robojax.config_utils import to_dict
 
     obs = _observations()
     expected, _ = _reference(params, obs)
 
-    # A numpy weights file (student.numpy_parameters layout) with its metadata.
+    # A numpy weights file (networks.numpy_parameters layout) with its metadata.
     npz = save_student_npz(params, tmp_path / "student.npz", {"env": "quadrotor_hover", "control_dt": 0.01})
     source = load_raptor_source(npz)
     assert source.env == "quadrotor_hover" and source.control_dt == 0.01
@@ -94,7 +94,7 @@ def test_sources_npz_checkpoint_and_cli(params, tmp_path):
     # A RAPTOR run's layout: config.json and checkpoints/student/<epoch> holding a DistillState.
     run = tmp_path / "run"
     metadata = {"format": "robojax.raptor/1", "config": to_dict(RaptorConfig(num_teachers=2))}
-    state = distill.init_distill(jax.random.PRNGKey(3), DistillConfig())
+    state = learner.init_distill(jax.random.PRNGKey(3), DistillConfig())
     state = state.replace(params=params, epoch=np.int32(7))
     with ckpt.Checkpointer(run / "checkpoints" / "student") as c:
         c.save(7, state, metadata=metadata)

@@ -14,7 +14,6 @@ Metrics per task (hover, track): success (no crash over the whole episode), mean
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -22,11 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robojax.agents.raptor import distill
+from robojax import evaluation
+from robojax.agents.raptor import learner, networks, teachers
 from robojax.agents.raptor.config import EvalConfig
-from robojax.agents.raptor.distill import Episodes, StudentFns
+from robojax.agents.raptor.learner import Episodes
+from robojax.agents.raptor.networks import StudentFunctions
 from robojax.envs import registry as env_registry
-from robojax.envs.core import Env
+from robojax.envs.core import Env, Wrapper
+from robojax.envs.wrappers import VmapWrapper
+from robojax.policy import Policy
 
 # Stream 0: training quadrotors; stream 1: held-out quadrotors with oracle teachers; stream 2: the
 # wider held-out set the students alone fly (neither held-out stream is used in training).
@@ -45,23 +48,86 @@ def sample_quadrotors(seed: int, stream: int, num: int, env_name: str = "quadrot
     return jax.vmap(sample_parameters)(quadrotor_keys(seed, stream, num))
 
 
-@functools.lru_cache(maxsize=16)
-def make_collect(env: Env, length: int, episodes: int, student: StudentFns):
-    """Jitted episodes on every quadrotor: (quadrotor, episode, time) leading axes."""
+class HeldOutEpisodes(Wrapper):
+    """`episodes_per_quadrotor` episodes on each given quadrotor as one batched env (quadrotor-major).
 
-    @jax.jit
-    def run(student_params, teachers, dynamics, key, teacher_acts):
-        return distill.collect(env, length, episodes, student, student_params, teachers, dynamics, key, teacher_acts)
+    `reset(key)` splits `key` into one key per (quadrotor, episode), as `learner.collect` does, and
+    resets every env through `reset_with_parameters` on its quadrotor, so every policy flies the same
+    episodes. env: an unbatched quadrotor task (wrappers allowed); dynamics: leading quadrotor axis.
+    """
 
-    return run
+    def __init__(self, env: Env, dynamics: dict, episodes_per_quadrotor: int):
+        self.num_quadrotors = int(jax.tree.leaves(dynamics)[0].shape[0])
+        self.episodes_per_quadrotor = int(episodes_per_quadrotor)
+        super().__init__(VmapWrapper(env, self.num_quadrotors * self.episodes_per_quadrotor))
+        self.dynamics = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), self.episodes_per_quadrotor, axis=0),
+                                     dynamics)
+
+    def reset(self, key):
+        keys = jax.random.split(key, (self.num_quadrotors, self.episodes_per_quadrotor))
+        return self.env.reset_with_parameters(keys.reshape((-1,) + keys.shape[2:]), self.dynamics)
+
+    def reset_with_parameters(self, key, params):
+        raise NotImplementedError("HeldOutEpisodes resets on its own quadrotors; give others to its constructor")
 
 
-def summarize(episodes: Episodes) -> dict:
-    """Scalar metrics of a batch of episodes, plus per-quadrotor success."""
-    metrics = {k: float(v) for k, v in jax.device_get(distill.episode_metrics(episodes)).items()}
+def teacher_policy(teachers_state: Any, num_quadrotors: int, episodes_per_quadrotor: int) -> Policy:
+    """The oracle teachers as one Policy batched over (quadrotor, episode): teacher q flies its own
+    quadrotor's episodes, deterministically, from the privileged observation (obs: info[TEACHER_OBS_KEY])."""
+
+    def step(carry, obs, key):
+        del key  # deterministic: tanh(mean)
+        obs = obs.reshape((num_quadrotors, episodes_per_quadrotor) + obs.shape[1:])
+        per_teacher = jax.vmap(lambda t, o: jax.vmap(lambda x: teachers.teacher_action(t, x))(o))
+        action = per_teacher(teachers_state, obs)
+        return action.reshape((-1,) + action.shape[2:]), carry
+
+    return Policy(init_carry=lambda: (), step=step, stochastic=False, name="raptor_oracle_teachers",
+                  batch_size=num_quadrotors * episodes_per_quadrotor)
+
+
+def _trace(state, action, nxt) -> dict:
+    position = state.physics["position"]
+    obs = state.obs[..., : networks.OBS_SIZE]  # teachers see more; the first 22 values are the student's
+    return {"obs": obs, "action": action, "position": position, "reference": position - obs[..., :3],
+            "reward": nxt.reward}
+
+
+def fly(env: Env, length: int, episodes_per_quadrotor: int, dynamics: dict, policy: Policy | None = None,
+        teachers_state: Any = None, key: jax.Array | None = None) -> tuple[dict, Episodes]:
+    """Episodes of one policy on every quadrotor (`robojax.evaluation.make_episode_evaluator`).
+
+    policy: a student's Policy, or None for the oracle teachers `teachers_state` (one per quadrotor),
+    which then observe the privileged observation. Returns the evaluator's per-episode arrays
+    [quadrotor * episode] and the episodes, leading axes (quadrotor, episode, time).
+    """
+    if policy is None:
+        env = teachers.PrivilegedObservation(env)
+    batched = HeldOutEpisodes(env, dynamics, episodes_per_quadrotor)
+    q, e = batched.num_quadrotors, batched.episodes_per_quadrotor
+    if policy is None:
+        policy = teacher_policy(teachers_state, q, e)
+    out = evaluation.make_episode_evaluator(batched, lambda _: policy, episode_length=length, trace=_trace)(None, key)
+    out = jax.device_get(out)
+    # [time, quadrotor * episode, ...] -> [quadrotor, episode, time, ...]
+    per_episode = lambda x: np.swapaxes(np.asarray(x), 0, 1).reshape((q, e) + np.shape(x)[:1] + np.shape(x)[2:])
+    trace = {k: per_episode(v) for k, v in out.pop("trace").items()}
+    episodes = Episodes(obs=trace["obs"], label=None, action=trace["action"], valid=per_episode(out.pop("valid")),
+                        crashed=np.asarray(out["terminated"]).reshape(q, e), position=trace["position"],
+                        reference=trace["reference"], reward=trace["reward"])
+    return out, episodes
+
+
+def summarize(out: dict, episodes: Episodes) -> dict:
+    """Scalar metrics of a batch of episodes (the evaluator's per-episode arrays `out` and the traced
+    `episodes`), plus per-quadrotor success. Success is the task's info["success"] at an episode's
+    end: no crash (crashed = terminated)."""
+    metrics = {k: float(v) for k, v in jax.device_get(learner.episode_metrics(episodes)).items()}
     metrics.pop("label_action_mse", None)
-    crashed = np.asarray(episodes.crashed)
-    metrics["success_per_quadrotor"] = (1.0 - crashed.reshape(crashed.shape[0], -1).mean(axis=1)).tolist()
+    success = np.asarray(out["success"], np.float64).reshape(episodes.crashed.shape)
+    metrics["success"] = float(success.mean())
+    metrics["return"] = float(np.mean(out["return"]))
+    metrics["success_per_quadrotor"] = success.mean(axis=1).tolist()
     return metrics
 
 
@@ -90,8 +156,9 @@ def position_error_after(episodes: Episodes, start: int = 100) -> float | None:
     100 Hz): the tracking error once the quadrotor has recovered from its perturbed start. None when no
     step that late was flown (short or all-crashed episodes)."""
     error = np.linalg.norm(np.asarray(episodes.position - episodes.reference)[..., start:, :], axis=-1)
-    valid = np.asarray(episodes.valid)[..., start:].astype(np.float64)
-    return float(np.sum(error * valid) / np.sum(valid)) if valid.any() else None
+    valid = np.asarray(episodes.valid)[..., start:]
+    # Steps after a crash hold whatever the env did next; np.where keeps them out (0 * nan is nan).
+    return float(np.sum(np.where(valid, error, 0.0)) / np.sum(valid)) if valid.any() else None
 
 
 def steady_state_error(episodes: Episodes, tail: int = 100) -> list[float]:
@@ -108,7 +175,7 @@ def evaluate_task(
     config: EvalConfig,
     dynamics: dict,
     oracle_teachers: Any,
-    students: dict[str, tuple[StudentFns, Any]],
+    students: dict[str, tuple[StudentFunctions, Any]],
     key: jax.Array,
 ) -> tuple[dict, dict]:
     """Metrics of every policy on one task; returns (metrics by policy, episodes by policy).
@@ -116,19 +183,18 @@ def evaluate_task(
     students: name -> (architecture, params); the oracle teachers appear as "teacher".
     """
     results, trajectories = {}, {}
-    any_student = next(iter(students.values()))
-    policies = [("teacher", any_student, True)] + [(name, s, False) for name, s in students.items()]
-    for name, (fns, params), teacher_acts in policies:
-        run = make_collect(env, config.episode_length, config.episodes_per_quadrotor, fns)
-        episodes = run(params, oracle_teachers, dynamics, key, jnp.asarray(teacher_acts))
-        results[name] = policy_metrics(episodes, dynamics, env)
-        trajectories[name] = jax.device_get(episodes)
+    for name in ("teacher", *students):
+        policy = None if name == "teacher" else networks.student_policy(*students[name])
+        out, episodes = fly(env, config.episode_length, config.episodes_per_quadrotor, dynamics, policy,
+                            oracle_teachers, key)
+        results[name] = policy_metrics(out, episodes, dynamics, env)
+        trajectories[name] = episodes
     return results, trajectories
 
 
-def policy_metrics(episodes: Episodes, dynamics: dict, env: Env) -> dict:
+def policy_metrics(out: dict, episodes: Episodes, dynamics: dict, env: Env) -> dict:
     """Every reported figure of one policy's episodes."""
-    metrics = summarize(episodes)
+    metrics = summarize(out, episodes)
     metrics["crash_causes"] = crash_causes(episodes, dynamics["arm_length"], env)
     metrics["steady_state_error_xyz"] = steady_state_error(episodes)
     metrics["position_error_after_1s"] = position_error_after(episodes, 100)
@@ -139,14 +205,14 @@ def policy_metrics(episodes: Episodes, dynamics: dict, env: Env) -> dict:
 
 
 def evaluate_students(
-    env: Env, config: EvalConfig, dynamics: dict, students: dict[str, tuple[StudentFns, Any]], key: jax.Array
+    env: Env, config: EvalConfig, dynamics: dict, students: dict[str, tuple[StudentFunctions, Any]], key: jax.Array
 ) -> dict:
     """Students alone, zero-shot, on held-out quadrotors that have no teachers (the wide set)."""
     results = {}
     for name, (fns, params) in students.items():
-        run = make_collect(env, config.episode_length, config.episodes_per_quadrotor, fns)
-        episodes = run(params, None, dynamics, key, jnp.asarray(False))
-        results[name] = policy_metrics(episodes, dynamics, env)
+        out, episodes = fly(env, config.episode_length, config.episodes_per_quadrotor, dynamics,
+                            networks.student_policy(fns, params), key=key)
+        results[name] = policy_metrics(out, episodes, dynamics, env)
     return results
 
 

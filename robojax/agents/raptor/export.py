@@ -1,6 +1,6 @@
 """RAPTOR student -> policy artifact: the GRU student's step, its hidden state as the artifact's carry.
 
-The exported step is `student.student_step(params, h, obs) -> (action, h')` for one quadrotor
+The exported step is `networks.student_step(params, h, obs) -> (action, h')` for one quadrotor
 (obs [22] -> motor commands [4] in [-1, 1]); the carry is the GRU hidden state h [16], starting
 from the stored initial state h0 (`initial_hidden_state`, part of the 2084 parameters), which the
 controller's `reset()` restores. The student is deterministic; the artifact's key is unused.
@@ -10,7 +10,7 @@ Where parameters come from (`load_raptor_source`):
   RUN/                              a RAPTOR run (config.json, format robojax.raptor/1): the latest
                                     checkpoint of checkpoints/student/ (or `step=`)
   RUN/checkpoints/student[/EPOCH]   that checkpoint directory (checkpoints/feedforward: the ablation)
-  FILE.npz                          the student's weights in `student.numpy_parameters` layout
+  FILE.npz                          the student's weights in `networks.numpy_parameters` layout
                                     (see `save_student_npz`): input_kernel [22,16], input_bias [16],
                                     gru_input_kernel [16,48], gru_recurrent_kernel [16,48] (gates
                                     [r, z, n]), gru_input_bias [48], gru_recurrent_bias [48],
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robojax.agents.raptor import student as S
+from robojax.agents.raptor import networks as S
 from robojax.envs.core import ArraySpec
 from robojax.policy import Policy
 
@@ -72,10 +72,10 @@ class RaptorSource:
 
 
 def params_from_numpy(weights: Mapping[str, np.ndarray]) -> dict:
-    """Inverse of `student.numpy_parameters`: the flat float32 arrays back into flax variables."""
+    """Inverse of `networks.numpy_parameters`: the flat float32 arrays back into flax variables."""
     missing = sorted(set(NUMPY_SHAPES) - set(weights))
     if missing:
-        raise ValueError(f"the student weights lack {missing}; expected the keys of student.numpy_parameters")
+        raise ValueError(f"the student weights lack {missing}; expected the keys of networks.numpy_parameters")
     for name, shape in NUMPY_SHAPES.items():
         if tuple(np.shape(weights[name])) != shape:
             raise ValueError(f"student weight {name} has shape {np.shape(weights[name])}, expected {shape}")
@@ -115,7 +115,7 @@ def _load_npz(path: str) -> RaptorSource:
         if not set(NUMPY_SHAPES) <= set(npz.files):
             raise ValueError(
                 f"{path} is not a RAPTOR student weights file: it holds {sorted(npz.files)}, expected"
-                f" {sorted(NUMPY_SHAPES)} (student.numpy_parameters layout, see save_student_npz)"
+                f" {sorted(NUMPY_SHAPES)} (networks.numpy_parameters layout, see save_student_npz)"
             )
         weights = {k: npz[k] for k in NUMPY_SHAPES}
         meta = json.loads(str(npz["metadata"])) if "metadata" in npz.files else {}
@@ -174,29 +174,7 @@ def recurrent_state(source: RaptorSource) -> dict:
 
 def make_policy(source: RaptorSource) -> Policy:
     """The student as a Policy: carry = GRU hidden state [16] (or () for the ablation)."""
-    params = jax.tree.map(jnp.asarray, source.params)
-    fns = S.student_functions(source.kind)
-
-    if source.kind == "gru":
-        def init_carry():
-            return S.initial_carry((), params)
-
-        def step(carry, obs, key):
-            del key  # deterministic
-            action, carry = fns.step(params, carry, obs.astype(jnp.float32))
-            return action.astype(jnp.float32), carry
-    else:
-        def init_carry():
-            return ()
-
-        def step(carry, obs, key):
-            del key
-            action, _ = fns.step(params, S.initial_carry(()), obs.astype(jnp.float32))
-            return action.astype(jnp.float32), carry
-
-    return Policy(init_carry=init_carry, step=step, stochastic=False,
-                  action_chunking={"chunk_length": 1, "executed_steps": 1}, evals_per_action=1,
-                  name=f"raptor_{'student' if source.kind == 'gru' else 'feedforward'}")
+    return S.student_policy(S.student_functions(source.kind), source.params)
 
 
 def export_raptor_student(
@@ -253,7 +231,7 @@ def student_c_policy(params: dict):
     n_params = S.count_parameters(params)
     if n_params != S.PAPER_PARAMETER_COUNT:
         raise ValueError(f"export_student_c expects the {S.PAPER_PARAMETER_COUNT}-parameter GRU student"
-                         f" (robojax.agents.raptor.student.init_student), got {n_params} parameters")
+                         f" (robojax.agents.raptor.networks.init_student), got {n_params} parameters")
     w = S.numpy_parameters(params)
     return c_export.CPolicy((
         c_export.Dense(w["input_kernel"], w["input_bias"], "relu", name="input"),

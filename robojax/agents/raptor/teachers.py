@@ -31,9 +31,9 @@ from robojax.agents.sac.train import LoopState, init_loop_state, learning_config
 from robojax.envs import registry as env_registry
 from robojax.envs.core import ArraySpec, Env, Wrapper
 from robojax.envs.wrappers import AutoResetWrapper, VmapWrapper
+from robojax.tasks.quadrotor import TEACHER_OBS_KEY
 
 TASK_ENVS = {"hover": "quadrotor_hover", "track": "quadrotor_track"}
-TEACHER_OBS_KEY = "teacher_obs"
 
 
 class PrivilegedObservation(Wrapper):
@@ -65,6 +65,9 @@ class PrivilegedObservation(Wrapper):
 
     def reset(self, key):
         return self._select(self.env.reset(key))
+
+    def reset_with_parameters(self, key, params):
+        return self._select(self.env.reset_with_parameters(key, params))
 
     def step(self, state, action):
         return self._select(self.env.step(state, action))

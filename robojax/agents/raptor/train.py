@@ -12,14 +12,14 @@ Stages and what each leaves in `workdir`:
   evaluate      held-out results (results.json, tracking.png)
   export        the student as C (export/) via robojax.agents.raptor.export.export_student_c
 A finished stage writes stages/<name>.json; a rerun with the same workdir skips finished stages
-and resumes an unfinished one from its latest checkpoint. The run's config is stored in
-config.json and must match on rerun.
+and resumes an unfinished one from its latest checkpoint. The run is a `runs.Run` without top-level
+checkpoints: its metadata is stored in config.json and must match on rerun (except EXTENDABLE),
+each stage is a `runs.Stage`, and every evaluation appends its headline figures to metrics.jsonl.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Callable
@@ -28,11 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import robojax
-from robojax import checkpoint as ckpt
 from robojax import logging as rlog
 from robojax import runs
-from robojax.agents.raptor import distill, evaluate, teachers
+from robojax.agents.raptor import evaluate, learner, networks, teachers
 from robojax.agents.raptor.config import RaptorConfig
 from robojax.config_utils import from_dict, to_dict
 from robojax.agents.sac.train import LoopState
@@ -50,15 +48,11 @@ class RaptorResult:
     workdir: str
     teacher_env_steps_per_s: float | None  # across all teachers, compiled iterations only
     table: str
-
-
-def _read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def run_metadata(config: RaptorConfig) -> dict:
-    return {"format": FORMAT, "robojax_version": robojax.__version__, "config": to_dict(config)}
+    # The shared result fields: the GRU student's held-out hover figures (the headline task), on the
+    # wide set when there is one, else on the oracle set (`headline_eval`).
+    final_return: float | None = None
+    final_success: float | None = None
+    wall_s: float = 0.0  # this call, skipped stages included
 
 
 # Settings a rerun may change: more distillation epochs continue the students from their checkpoints
@@ -67,48 +61,29 @@ def run_metadata(config: RaptorConfig) -> dict:
 EXTENDABLE = ("distill.epochs", "workdir", "checkpoint_interval", "progress_bar")
 
 
-def _without_extendable(config: dict) -> dict:
+def run_metadata(config: RaptorConfig) -> dict:
+    return runs.run_metadata(FORMAT, to_dict(config))
+
+
+def _fingerprint(metadata: dict) -> dict:
     # Through from_dict: a config.json saved under old field names compares by the new ones.
-    config = to_dict(from_dict(RaptorConfig, config))
-    for dotted in EXTENDABLE:
-        *groups, name = dotted.split(".")
-        section = config
-        for group in groups:
-            section = section[group]
-        section.pop(name, None)
-    return config
+    config = to_dict(from_dict(RaptorConfig, metadata.get("config", {})))
+    return runs.resume_fingerprint({**metadata, "config": config}, EXTENDABLE)
 
 
-def _check_config(workdir: str, config: RaptorConfig) -> None:
-    path = os.path.join(workdir, "config.json")
-    metadata = run_metadata(config)
-    if os.path.exists(path):
-        saved = _read_json(path)
-        ckpt.check_compatible(_without_extendable(saved["config"]), _without_extendable(metadata["config"]), where=path)
-    runs.write_json(path, metadata)
-
-
-class _Stage:
-    """Bookkeeping of one stage: done marker, checkpoint directory, metrics file, progress bar."""
-
-    def __init__(self, workdir: str, name: str, progress: bool):
-        self.workdir, self.name, self.progress = workdir, name, progress
-        self.marker = os.path.join(workdir, "stages", f"{name}.json")
-        self.checkpoints = os.path.join(workdir, "checkpoints", name)
-
-    @property
-    def done(self) -> bool:
-        return os.path.exists(self.marker)
-
-    def finish(self, summary: dict) -> None:
-        os.makedirs(os.path.dirname(self.marker), exist_ok=True)
-        runs.write_json(self.marker, summary)
-
-    def summary(self) -> dict:
-        return _read_json(self.marker)
-
-    def checkpointer(self) -> ckpt.Checkpointer:
-        return ckpt.Checkpointer(self.checkpoints, keep=1)
+def open_run(config: RaptorConfig) -> runs.Run:
+    """The run in `config.workdir`, started: its config.json written, or checked against the one there
+    (a rerun continues the run: settings outside EXTENDABLE must match, CheckpointMismatchError otherwise)."""
+    if not config.workdir:
+        raise ValueError("RaptorConfig.workdir must name the run directory (--workdir=DIR)")
+    run = runs.Run(config.workdir, checkpoints=False, resumable=EXTENDABLE, fingerprint=_fingerprint,
+                   metadata=run_metadata(config), progress_bar=config.progress_bar,
+                   stdout_keys=None, eval_key="eval/success")
+    try:
+        return run.start()
+    except BaseException:
+        run.close()
+        raise
 
 
 # ---- quadrotors ------------------------------------------------------------------------------------
@@ -144,7 +119,7 @@ def _restore_teachers(checkpointer, template: LoopState, with_replay: bool = Tru
     return core.replace(replay=replay, demo=None)
 
 
-def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
+def train_teacher_stage(config: RaptorConfig, stage: runs.Stage, dynamics: dict,
                         log: Callable[[str], None]) -> tuple[Any, dict]:
     """Train (or resume) all teachers; returns their learner states (leading axis = teacher)."""
     tc = config.teacher
@@ -163,9 +138,8 @@ def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
         start_steps = int(np.max(state.env_steps))
         if stage.done:
             return state.learner, stage.summary()
-        sink = rlog.JsonlSink(os.path.join(stage.workdir, "teachers.jsonl"),
-                              resume_step=start_steps if start_steps else None)
-        bar = rlog.ProgressBar(tc.total_env_steps, initial=start_steps, enabled=stage.progress)
+        sink = stage.metrics(resume_step=start_steps)
+        bar = stage.progress(tc.total_env_steps, initial=start_steps, unit="env step")
         rates: list[float] = []
         t_start = time.perf_counter()
 
@@ -210,13 +184,13 @@ def train_teacher_stage(config: RaptorConfig, stage: _Stage, dynamics: dict,
 
 # ---- stage 2/3: distillation -----------------------------------------------------------------------
 
-def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_states: Any, dynamics: dict,
+def distill_stage(config: RaptorConfig, stage: runs.Stage, recurrent: bool, teacher_states: Any, dynamics: dict,
                   log: Callable[[str], None]) -> tuple[Any, dict]:
     """Distil (or resume distilling) a student from the training teachers; returns its params."""
     dc = dataclasses.replace(config.distill, recurrent=recurrent)
     task_envs = tuple(teachers.make_task_env(t, dc.episode_length) for t in config.distill_tasks)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2 if recurrent else 3)
-    state = distill.init_distill(key, dc)
+    state = learner.init_distill(key, dc)
     metadata = run_metadata(config)
     with stage.checkpointer() as checkpointer:
         if checkpointer.latest_step() is not None:
@@ -225,13 +199,12 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
         if stage.done and stage.summary()["epochs"] >= dc.epochs:
             return state.params, stage.summary()
         start_epoch = int(state.epoch)
-        sink = rlog.JsonlSink(os.path.join(stage.workdir, f"{stage.name}.jsonl"),
-                              resume_step=start_epoch if start_epoch else None)
-        bar = rlog.ProgressBar(dc.epochs, initial=start_epoch, enabled=stage.progress)
+        sink = stage.metrics(resume_step=start_epoch)
+        bar = stage.progress(dc.epochs, initial=start_epoch, unit="epoch")
         t_start = time.perf_counter()
         last: dict = {}
 
-        def callback(s: distill.DistillState, metrics: dict) -> None:
+        def callback(s: learner.DistillState, metrics: dict) -> None:
             nonlocal last
             epoch = int(s.epoch)
             last = {**metrics, "epoch": epoch, "wall_s": time.perf_counter() - t_start}
@@ -242,13 +215,13 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
 
         offsets = None
         if dc.position_correction:
-            offsets = distill.steady_state_offsets(
+            offsets = learner.steady_state_offsets(
                 teachers.make_task_env("hover", dc.episode_length), teacher_states, dynamics,
                 jax.random.fold_in(jax.random.PRNGKey(config.seed), 4), length=dc.episode_length)
             log(f"{stage.name}: teachers' steady-state offsets, mean |x|,|y|,|z| (m):"
                 f" {np.round(np.mean(np.abs(np.asarray(offsets)), axis=0), 3).tolist()}")
         try:
-            state = distill.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback,
+            state = learner.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback,
                                           position_offsets=offsets)
             checkpointer.wait_until_finished()
         finally:
@@ -262,7 +235,7 @@ def distill_stage(config: RaptorConfig, stage: _Stage, recurrent: bool, teacher_
 
 # ---- stage 4: evaluation ---------------------------------------------------------------------------
 
-def evaluate_stage(config: RaptorConfig, stage: _Stage, oracle: Any, dynamics: dict, students: dict) -> dict:
+def evaluate_stage(config: RaptorConfig, stage: runs.Stage, oracle: Any, dynamics: dict, students: dict) -> dict:
     """Held-out evaluation of student, oracle teachers and ablation on hover and track."""
     if stage.done:
         return stage.summary()
@@ -288,65 +261,73 @@ def evaluate_stage(config: RaptorConfig, stage: _Stage, oracle: Any, dynamics: d
 
 # ---- the pipeline ----------------------------------------------------------------------------------
 
+def headline_eval(summary: dict) -> dict:
+    """The GRU student's hover figures of an evaluation summary: the wide held-out set when there is one."""
+    figures = (summary.get("wide") or summary["results"])["hover"]["student"]
+    return {"eval/return": figures.get("return"), "eval/success": figures["success"],
+            "eval/position_error": figures["position_error"]}
+
+
 def run(config: RaptorConfig, *, log: Callable[[str], None] = print) -> RaptorResult:
     """Run every unfinished stage of a RAPTOR run in `config.workdir` (created if absent)."""
-    if not config.workdir:
-        raise ValueError("RaptorConfig.workdir must name the run directory (--workdir=DIR)")
-    workdir = os.path.abspath(config.workdir)
-    os.makedirs(workdir, exist_ok=True)
-    _check_config(workdir, config)
-    stage = {name: _Stage(workdir, name, config.progress_bar) for name in STAGES}
-    skipped = [name for name in STAGES if stage[name].done]
-    seconds = {}
-    train_dyn, held_dyn = quadrotors(config)
-    n = config.num_teachers
+    with open_run(config) as pipeline:
+        stage = {name: pipeline.stage(name) for name in STAGES}
+        skipped = [name for name in STAGES if stage[name].done]
+        seconds = {}
+        train_dyn, held_dyn = quadrotors(config)
+        n = config.num_teachers
 
-    t = time.perf_counter()
-    all_teachers, teacher_summary = train_teacher_stage(
-        config, stage["teachers"], _concat(train_dyn, held_dyn), log)
-    train_teachers, oracle_teachers = _split(all_teachers, n)
-    seconds["teachers"] = time.perf_counter() - t
-    log(f"teachers: {teacher_summary}")
-
-    students = {}
-    for name, recurrent in (("student", True), ("feedforward", False)):
         t = time.perf_counter()
-        if stage[name].done and stage[name].summary()["epochs"] < config.distill.epochs:
-            # More epochs asked for: continue from the checkpoint, then evaluate and export again.
-            log(f"{name}: extending distillation to {config.distill.epochs} epochs")
-            for later in ("evaluate", "export"):
-                if stage[later].done:
-                    os.remove(stage[later].marker)
-            for s in (name, "evaluate", "export"):
-                if s in skipped:
-                    skipped.remove(s)
-        params, summary = distill_stage(config, stage[name], recurrent, train_teachers, train_dyn, log)
-        students[name] = (distill.student_fns(recurrent), params)
-        seconds[name] = time.perf_counter() - t
-        log(f"{name}: {summary.get('final', {})}")
+        all_teachers, teacher_summary = train_teacher_stage(
+            config, stage["teachers"], _concat(train_dyn, held_dyn), log)
+        train_teachers, oracle_teachers = _split(all_teachers, n)
+        seconds["teachers"] = time.perf_counter() - t
+        log(f"teachers: {teacher_summary}")
 
-    t = time.perf_counter()
-    summary = evaluate_stage(config, stage["evaluate"], oracle_teachers, held_dyn, students)
-    seconds["evaluate"] = time.perf_counter() - t
+        students = {}
+        for name, recurrent in (("student", True), ("feedforward", False)):
+            t = time.perf_counter()
+            if stage[name].done and stage[name].summary()["epochs"] < config.distill.epochs:
+                # More epochs asked for: continue from the checkpoint, then evaluate and export again.
+                log(f"{name}: extending distillation to {config.distill.epochs} epochs")
+                for later in ("evaluate", "export"):
+                    stage[later].reopen()
+                for s in (name, "evaluate", "export"):
+                    if s in skipped:
+                        skipped.remove(s)
+            params, summary = distill_stage(config, stage[name], recurrent, train_teachers, train_dyn, log)
+            students[name] = (networks.student_fns(recurrent), params)
+            seconds[name] = time.perf_counter() - t
+            log(f"{name}: {summary.get('final', {})}")
 
-    t = time.perf_counter()
-    if not stage["export"].done:
-        from robojax.agents.raptor.export import export_student_c
+        t = time.perf_counter()
+        evaluating = not stage["evaluate"].done
+        summary = evaluate_stage(config, stage["evaluate"], oracle_teachers, held_dyn, students)
+        headline = headline_eval(summary)
+        if evaluating:  # metrics.jsonl: one record per evaluation, at the students' epoch count
+            pipeline.log_eval(config.distill.epochs, {k: v for k, v in headline.items() if v is not None})
+        seconds["evaluate"] = time.perf_counter() - t
 
-        out_dir = os.path.join(workdir, "export")
-        exported = export_student_c(students["student"][1], out_dir)
-        stage["export"].finish({"out_dir": out_dir, "files": _jsonable(exported)})
-    seconds["export"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if not stage["export"].done:
+            from robojax.agents.raptor.export import export_student_c
 
-    # Teachers' throughput: median over compiled iterations of this or the original run.
-    rate = teacher_summary.get("env_steps_per_s")
-    wide = summary.get("wide") or {}
-    table = evaluate.results_table(summary["results"])
-    if wide:
-        table += ("\n\nStudents alone on the wider held-out set"
-                  f" ({config.eval.wide_quadrotors} quadrotors x {config.eval.episodes_per_quadrotor} episodes):\n"
-                  + evaluate.results_table(wide))
-    return RaptorResult(summary["results"], wide, seconds, skipped, workdir, rate, table)
+            out_dir = pipeline.path("export")
+            exported = export_student_c(students["student"][1], out_dir)
+            stage["export"].finish({"out_dir": out_dir, "files": _jsonable(exported)})
+        seconds["export"] = time.perf_counter() - t
+
+        # Teachers' throughput: median over compiled iterations of this or the original run.
+        rate = teacher_summary.get("env_steps_per_s")
+        wide = summary.get("wide") or {}
+        table = evaluate.results_table(summary["results"])
+        if wide:
+            table += ("\n\nStudents alone on the wider held-out set"
+                      f" ({config.eval.wide_quadrotors} quadrotors x {config.eval.episodes_per_quadrotor} episodes):\n"
+                      + evaluate.results_table(wide))
+        return RaptorResult(summary["results"], wide, seconds, skipped, pipeline.workdir, rate, table,
+                            final_return=headline["eval/return"], final_success=headline["eval/success"],
+                            wall_s=pipeline.elapsed())
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import robojax  # noqa: F401
-from robojax.agents.raptor import student as S
+from robojax.agents.raptor import networks as S
 from robojax.agents.raptor.export import export_student_c
 from robojax.export import c_export
 

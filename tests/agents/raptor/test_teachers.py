@@ -121,17 +121,17 @@ def test_position_correction_shifts_only_the_students_position_input(setup):
     """Steady-state correction: the stored student observations move by exactly the offset; the
     flight (teacher acting), labels and recorded positions do not; the offsets are the teachers'
     mean tail position error over their non-crashed hover episodes."""
-    from robojax.agents.raptor import distill
+    from robojax.agents.raptor import learner, networks
 
     env, sac_config = setup
     dynamics = jax.vmap(quadrotor.sample_parameters)(jax.random.split(jax.random.PRNGKey(1), 2))
     state = teachers.init_teachers(jax.random.PRNGKey(2), env, sac_config, dynamics)
     task_env = teachers.make_task_env("hover", 30)
-    student = distill.student_fns(True)
+    student = networks.student_fns(True)
     params = student.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(5)
     offsets = jnp.array([[0.1, -0.2, 0.3], [0.0, 0.05, -0.4]], jnp.float32)
-    run = jax.jit(lambda o: distill.collect(task_env, 30, 2, student, params, state.learner, dynamics, key, True, o))
+    run = jax.jit(lambda o: learner.collect(task_env, 30, 2, student, params, state.learner, dynamics, key, True, o))
     plain, shifted = run(jnp.zeros_like(offsets)), run(offsets)
     np.testing.assert_allclose(np.asarray(plain.obs[..., :3] - shifted.obs[..., :3]),
                                np.broadcast_to(np.asarray(offsets)[:, None, None, :], plain.obs[..., :3].shape),
@@ -140,9 +140,37 @@ def test_position_correction_shifts_only_the_students_position_input(setup):
     for name in ("label", "action", "position", "valid"):
         np.testing.assert_array_equal(np.asarray(getattr(plain, name)), np.asarray(getattr(shifted, name)))
 
-    measured = distill.steady_state_offsets(task_env, state.learner, dynamics, key, length=30,
+    measured = learner.steady_state_offsets(task_env, state.learner, dynamics, key, length=30,
                                             episodes_per_quadrotor=2, tail=10)
     ok = ~np.asarray(plain.crashed)
     tail = np.asarray(plain.position - plain.reference)[..., -10:, :].mean(axis=-2)
     expected = np.stack([tail[q][ok[q]].mean(0) if ok[q].any() else np.zeros(3) for q in range(2)])
     np.testing.assert_allclose(np.asarray(measured), expected, atol=1e-5)
+
+
+def test_evaluation_flies_the_episodes_of_the_distillation_rollout(setup):
+    """`evaluate.fly` (robojax.evaluation over a quadrotor x episode batch) gives the same episodes as
+    `learner.collect` for the oracle teachers (privileged observation) and for a student: same steps
+    flown, crashes and observations; success is info["success"] at the end, i.e. no crash."""
+    from robojax.agents.raptor import evaluate, learner, networks
+
+    env, sac_config = setup
+    dynamics = jax.vmap(quadrotor.sample_parameters)(jax.random.split(jax.random.PRNGKey(1), 2))
+    state = teachers.init_teachers(jax.random.PRNGKey(2), env, sac_config, dynamics)
+    task_env = teachers.make_task_env("hover", 30)
+    student = networks.student_fns(True)
+    params = student.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(7)
+    for teacher_acts in (True, False):
+        ref = jax.jit(lambda k: learner.collect(task_env, 30, 3, student, params, state.learner, dynamics, k,
+                                                teacher_acts))(key)
+        policy = None if teacher_acts else networks.student_policy(student, params)
+        out, got = evaluate.fly(task_env, 30, 3, dynamics, policy, state.learner, key)
+        assert got.obs.shape == ref.obs.shape == (2, 3, 30, 22)
+        np.testing.assert_array_equal(got.valid, np.asarray(ref.valid))
+        np.testing.assert_array_equal(got.crashed, np.asarray(ref.crashed))
+        np.testing.assert_array_equal(np.asarray(out["success"]).reshape(2, 3), ~np.asarray(ref.crashed))
+        valid = np.asarray(ref.valid)
+        np.testing.assert_allclose(got.obs[valid], np.asarray(ref.obs)[valid], atol=1e-5)
+        np.testing.assert_allclose(got.position[valid], np.asarray(ref.position)[valid], atol=1e-5)
+        np.testing.assert_allclose(got.action[valid], np.asarray(ref.action)[valid], atol=1e-5)

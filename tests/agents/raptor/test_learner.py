@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robojax.agents.raptor import distill
+from robojax.agents.raptor import learner, networks
+from robojax.agents.raptor.losses import imitation_loss
 from robojax.agents.raptor.config import DistillConfig
 
 
@@ -22,20 +23,20 @@ def _linear_teacher_episodes(key, episodes=64, length=40):
 
 def _episodes(obs, label, valid):
     zeros3 = jnp.zeros(obs.shape[:2] + (3,))
-    return distill.Episodes(obs, label, label, valid, jnp.zeros(obs.shape[:1], bool), zeros3, zeros3,
+    return learner.Episodes(obs, label, label, valid, jnp.zeros(obs.shape[:1], bool), zeros3, zeros3,
                             jnp.zeros(obs.shape[:2]))
 
 
 def test_student_learns_a_linear_teacher():
     obs, label, valid = _linear_teacher_episodes(jax.random.PRNGKey(0))
     config = DistillConfig(batch_size=16, updates_per_epoch=50, learning_rate=1e-2)
-    student = distill.student_fns(True)
-    state = distill.init_distill(jax.random.PRNGKey(1), config)
-    initial = float(distill.imitation_loss(student, state.params, obs, label, valid))
-    fit = jax.jit(lambda s: distill.fit_episodes(s, _episodes(obs, label, valid), config, student))
+    student = networks.student_fns(True)
+    state = learner.init_distill(jax.random.PRNGKey(1), config)
+    initial = float(imitation_loss(student, state.params, obs, label, valid))
+    fit = jax.jit(lambda s: learner.fit_episodes(s, _episodes(obs, label, valid), config, student))
     for _ in range(6):
         state, losses = fit(state)
-    final = float(distill.imitation_loss(student, state.params, obs, label, valid))
+    final = float(imitation_loss(student, state.params, obs, label, valid))
     assert np.isfinite(final)
     assert final < 0.1 * initial, (initial, final)
 
@@ -43,26 +44,26 @@ def test_student_learns_a_linear_teacher():
 def test_gradient_flows_through_time():
     """BPTT: the loss at the last step depends on the first observation through the GRU state."""
     obs, label, _ = _linear_teacher_episodes(jax.random.PRNGKey(2), episodes=2, length=10)
-    student = distill.student_fns(True)
+    student = networks.student_fns(True)
     params = student.init(jax.random.PRNGKey(3))
     last_only = jnp.zeros((2, 10), bool).at[:, -1].set(True)
-    grad_obs = jax.grad(lambda o: distill.imitation_loss(student, params, o, label, last_only))(obs)
+    grad_obs = jax.grad(lambda o: imitation_loss(student, params, o, label, last_only))(obs)
     assert float(jnp.abs(grad_obs[:, 0]).sum()) > 0.0
     # The feedforward ablation has no memory: the first observation cannot affect the last action.
-    ff = distill.student_fns(False)
+    ff = networks.student_fns(False)
     ff_params = ff.init(jax.random.PRNGKey(3))
-    grad_ff = jax.grad(lambda o: distill.imitation_loss(ff, ff_params, o, label, last_only))(obs)
+    grad_ff = jax.grad(lambda o: imitation_loss(ff, ff_params, o, label, last_only))(obs)
     assert float(jnp.abs(grad_ff[:, 0]).sum()) == 0.0
 
 
 def test_masked_steps_do_not_count():
     obs, label, valid = _linear_teacher_episodes(jax.random.PRNGKey(4), episodes=4, length=12)
-    student = distill.student_fns(True)
+    student = networks.student_fns(True)
     params = student.init(jax.random.PRNGKey(5))
     valid = valid.at[:, 6:].set(False)
-    base = distill.imitation_loss(student, params, obs, label, valid)
+    base = imitation_loss(student, params, obs, label, valid)
     garbage = label.at[:, 6:].set(100.0)
-    assert float(distill.imitation_loss(student, params, obs, garbage, valid)) == float(base)
+    assert float(imitation_loss(student, params, obs, garbage, valid)) == float(base)
 
 
 def test_crash_causes_name_the_bound_each_crash_came_closest_to():
@@ -82,7 +83,7 @@ def test_crash_causes_name_the_bound_each_crash_came_closest_to():
     obs[0, 3, 2, 12] = 5.0  # not crashed: not counted
     crashed = np.array([[True, True, True, False]])
     zeros = np.zeros((1, 4, 3, 3), np.float32)
-    episodes = distill.Episodes(jnp.asarray(obs), None, None, jnp.asarray(valid), jnp.asarray(crashed),
+    episodes = learner.Episodes(jnp.asarray(obs), None, None, jnp.asarray(valid), jnp.asarray(crashed),
                                 jnp.asarray(zeros), jnp.asarray(zeros), None)
     assert evaluate.crash_causes(episodes, jnp.array([0.1]), env) == {"position": 1, "velocity": 1, "angular_velocity": 1}
     position = np.zeros((1, 4, 3, 3), np.float32)

@@ -16,7 +16,7 @@ offset_i is teacher i's measured steady-state hover offset, so "where teacher i 
 zero, and the student learns to settle at the target itself. The labels are unchanged, and at
 deployment the student sees the raw position.
 Collection is vmapped over quadrotors and episodes; collection and all updates of an epoch are
-one jitted call.
+one jitted call. The student networks are in `networks.py`, the imitation loss in `losses.py`.
 """
 
 from __future__ import annotations
@@ -30,18 +30,12 @@ import optax
 from flax import struct
 
 from robojax.agents.raptor.config import DistillConfig
-from robojax.agents.raptor.student import StudentFunctions as StudentFns
-from robojax.agents.raptor.student import student_functions
+from robojax.agents.raptor.losses import imitation_loss
+from robojax.agents.raptor.networks import StudentFunctions, student_fns
 from robojax.agents.raptor.teachers import teacher_action
 from robojax.agents.sac import learner as sac_learner
 from robojax.envs.core import Env, tree_where
-
-TEACHER_OBS_KEY = "teacher_obs"
-
-
-def student_fns(recurrent: bool = True) -> StudentFns:
-    """The GRU student (2084 parameters), or the non-recurrent ablation of about the same size."""
-    return student_functions("gru" if recurrent else "feedforward")
+from robojax.tasks.quadrotor import TEACHER_OBS_KEY
 
 
 class Episodes(NamedTuple):
@@ -66,9 +60,9 @@ def _position_and_reference(state) -> tuple[jax.Array, jax.Array]:
 def rollout(
     env: Env,
     length: int,
-    student: StudentFns,
+    student: StudentFunctions,
     student_params: Any,
-    teacher: sac_learner.TrainState | None,
+    teacher: sac_learner.TrainState,
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
@@ -76,7 +70,6 @@ def rollout(
 ) -> Episodes:
     """One episode on one quadrotor, unbatched; `env` is an unwrapped-enough quadrotor task with
     `reset_with_parameters`. The teacher labels every state; `teacher_acts` picks who flies.
-    With `teacher=None` the student flies and the labels are zeros.
     `position_offset` (3,) is subtracted from the student's position input (and from the stored
     observations it is trained on); the teacher's input and the recorded positions are untouched."""
     state = env.unwrapped.reset_with_parameters(key, dynamics)
@@ -88,10 +81,7 @@ def rollout(
     def body(c, _):
         state, carry, alive = c
         obs = state.obs - shift
-        if teacher is None:  # nobody to label (evaluation on quadrotors without teachers)
-            label = jnp.zeros(env.action_spec.shape, jnp.float32)
-        else:
-            label = teacher_action(teacher, state.info[TEACHER_OBS_KEY])
+        label = teacher_action(teacher, state.info[TEACHER_OBS_KEY])
         student_action, carry = student.step(student_params, carry, obs)
         action = jnp.where(teacher_acts, label, student_action)
         nxt = env.unwrapped.step(state, action)
@@ -112,9 +102,9 @@ def collect(
     env: Env,
     length: int,
     episodes_per_quadrotor: int,
-    student: StudentFns,
+    student: StudentFunctions,
     student_params: Any,
-    teachers: sac_learner.TrainState | None,
+    teachers: sac_learner.TrainState,
     dynamics: dict,
     key: jax.Array,
     teacher_acts: jax.Array | bool,
@@ -122,8 +112,8 @@ def collect(
 ) -> Episodes:
     """Episodes on every quadrotor: leading axes (quadrotor, episode, time).
 
-    teachers: one per quadrotor (leading axis), or None for quadrotors without teachers (the student
-    flies, `teacher_acts` must be False, and the labels are zeros).
+    teachers: one per quadrotor (leading axis); they label every state. (Evaluation, where quadrotors
+    may have no teachers, flies policies through `evaluate.fly` instead.)
     position_offsets: (quadrotor, 3) student position-input corrections (None: none)."""
     num = jax.tree.leaves(dynamics)[0].shape[0]
     keys = jax.random.split(key, (num, episodes_per_quadrotor))
@@ -154,22 +144,6 @@ def steady_state_offsets(
     return total / jnp.maximum(jnp.sum(ok, axis=1), 1.0)
 
 
-def sequence_actions(student: StudentFns, params: Any, obs: jax.Array) -> jax.Array:
-    """The student's actions over a batch of episodes (batch, time, obs) from its initial carry.
-
-    One `lax.scan` through the GRU over whole episodes: differentiating it is BPTT.
-    """
-    actions, _ = student.sequence(params, jnp.swapaxes(obs, 0, 1))
-    return jnp.swapaxes(actions, 0, 1)
-
-
-def imitation_loss(student: StudentFns, params: Any, obs: jax.Array, label: jax.Array, valid: jax.Array) -> jax.Array:
-    """Masked MSE between the student's and the teacher's actions over whole episodes."""
-    actions = sequence_actions(student, params, obs)
-    mask = valid.astype(jnp.float32)[..., None]
-    return jnp.sum(mask * jnp.square(actions - label)) / jnp.maximum(jnp.sum(mask) * label.shape[-1], 1.0)
-
-
 @struct.dataclass
 class DistillState:
     params: Any
@@ -182,7 +156,7 @@ def optimizer(config: DistillConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
 
-def init_distill(key: jax.Array, config: DistillConfig, student: StudentFns | None = None) -> DistillState:
+def init_distill(key: jax.Array, config: DistillConfig, student: StudentFunctions | None = None) -> DistillState:
     student = student or student_fns(config.recurrent)
     init_key, rng = jax.random.split(key)
     params = student.init(init_key)
@@ -190,7 +164,7 @@ def init_distill(key: jax.Array, config: DistillConfig, student: StudentFns | No
 
 
 def fit_episodes(
-    state: DistillState, episodes: Episodes, config: DistillConfig, student: StudentFns
+    state: DistillState, episodes: Episodes, config: DistillConfig, student: StudentFunctions
 ) -> tuple[DistillState, jax.Array]:
     """`updates_per_epoch` Adam steps on shuffled batches of whole episodes (leading axis = episode)."""
     n = episodes.obs.shape[0]
@@ -215,16 +189,20 @@ def fit_episodes(
 
 
 def episode_metrics(episodes: Episodes) -> dict:
-    """Success (no crash), survived steps and mean position error over valid steps."""
+    """Success (no crash), survived steps and mean position error over valid steps; the label-action
+    MSE too when the episodes have labels. Steps after a crash never count, whatever they hold."""
     valid = episodes.valid.astype(jnp.float32)
-    error = jnp.linalg.norm(episodes.position - episodes.reference, axis=-1)
-    return {
+    error = jnp.where(episodes.valid, jnp.linalg.norm(episodes.position - episodes.reference, axis=-1), 0.0)
+    metrics = {
         "success": jnp.mean(1.0 - episodes.crashed.astype(jnp.float32)),
         "episode_length": jnp.mean(jnp.sum(valid, axis=-1)),
-        "position_error": jnp.sum(error * valid) / jnp.maximum(jnp.sum(valid), 1.0),
-        "label_action_mse": jnp.sum(jnp.square(episodes.action - episodes.label) * valid[..., None])
-        / jnp.maximum(jnp.sum(valid) * episodes.label.shape[-1], 1.0),
+        "position_error": jnp.sum(error) / jnp.maximum(jnp.sum(valid), 1.0),
     }
+    if episodes.label is not None:
+        metrics["label_action_mse"] = (
+            jnp.sum(jnp.square(episodes.action - episodes.label) * valid[..., None])
+            / jnp.maximum(jnp.sum(valid) * episodes.label.shape[-1], 1.0))
+    return metrics
 
 
 @functools.lru_cache(maxsize=8)

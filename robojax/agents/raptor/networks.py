@@ -27,6 +27,7 @@ Functions (all pure, jittable; `carry` is the hidden state, shape (..., 16)):
     student_sequence(params, obs_seq, carry=None) -> (actions, carry)   (time-major, for BPTT)
 and the non-recurrent ablation with the same signatures (`init_feedforward_student`,
 `feedforward_student_step`, ...; 2082 parameters, the carry passes through unchanged).
+`student_policy(fns, params)` is either student as a `robojax.policy.Policy`;
 `numpy_student_step` is a dependency-free numpy reference of one step.
 """
 
@@ -38,6 +39,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from robojax.policy import Policy
 
 OBS_SIZE = 22
 HIDDEN_SIZE = 16
@@ -162,22 +165,57 @@ def feedforward_student_sequence(params: dict, obs_seq: jax.Array, carry: jax.Ar
 
 
 class StudentFunctions(NamedTuple):
-    """The four functions a distillation or evaluation loop needs, for either student."""
+    """The four functions a distillation or evaluation loop needs, for either student, and its kind."""
 
     init: Callable[[jax.Array], dict]
     initial_carry: Callable[..., jax.Array]
     step: Callable[[dict, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     sequence: Callable[..., tuple[jax.Array, jax.Array]]
+    kind: str = "gru"  # "gru" or "feedforward"
 
 
 def student_functions(kind: str = "gru") -> StudentFunctions:
     """`"gru"`: the paper's recurrent student; `"feedforward"`: the non-recurrent ablation."""
     if kind == "gru":
-        return StudentFunctions(init_student, initial_carry, student_step, student_sequence)
+        return StudentFunctions(init_student, initial_carry, student_step, student_sequence, "gru")
     if kind == "feedforward":
         return StudentFunctions(init_feedforward_student, feedforward_initial_carry,
-                                feedforward_student_step, feedforward_student_sequence)
+                                feedforward_student_step, feedforward_student_sequence, "feedforward")
     raise ValueError(f"unknown student kind {kind!r}; use 'gru' or 'feedforward'")
+
+
+def student_fns(recurrent: bool = True) -> StudentFunctions:
+    """The GRU student (2084 parameters), or the non-recurrent ablation of about the same size."""
+    return student_functions("gru" if recurrent else "feedforward")
+
+
+def student_policy(student: StudentFunctions, params: Any) -> Policy:
+    """One student as a `robojax.policy.Policy` for one quadrotor (obs [22] -> motor commands [4]).
+
+    The carry is the GRU hidden state [16], from the stored h0; the feedforward ablation carries
+    nothing (()). Deterministic: the key is unused. `params` may be traced (built inside a jit).
+    """
+    params = jax.tree.map(jnp.asarray, params)
+    if student.kind == "gru":
+        def init_carry():
+            return student.initial_carry((), params)
+
+        def step(carry, obs, key):
+            del key  # deterministic
+            action, carry = student.step(params, carry, obs.astype(jnp.float32))
+            return action.astype(jnp.float32), carry
+    else:
+        def init_carry():
+            return ()
+
+        def step(carry, obs, key):
+            del key
+            action, _ = student.step(params, initial_carry(()), obs.astype(jnp.float32))
+            return action.astype(jnp.float32), carry
+
+    return Policy(init_carry=init_carry, step=step, stochastic=False,
+                  action_chunking={"chunk_length": 1, "executed_steps": 1}, evals_per_action=1,
+                  name=f"raptor_{'student' if student.kind == 'gru' else 'feedforward'}")
 
 
 # ---- numpy reference ---------------------------------------------------------------------------

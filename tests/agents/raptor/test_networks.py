@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import robojax  # noqa: F401
-from robojax.agents.raptor import student as S
+from robojax.agents.raptor import networks as S
 
 
 def test_parameter_count_is_the_papers_2084():
