@@ -31,9 +31,9 @@ import sys
 import tempfile
 import time
 
-import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from absl import app, flags
 
+import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from benchmarks.machine import machine_info
 from benchmarks.targets import missing, target, targets_table
 
@@ -43,13 +43,17 @@ _RTT_CALLS = flags.DEFINE_integer("rtt_calls", 5_000, "Requests of each kind for
 _RATE = flags.DEFINE_float("rate_hz", 100.0, "Control rate of the loop part.")
 _LOOP_S = flags.DEFINE_float("loop_s", 60.0, "Duration of the loop part in seconds.")
 _LOOP_TIMEOUT_MS = flags.DEFINE_float(
-    "loop_timeout_ms", 100.0,
+    "loop_timeout_ms",
+    100.0,
     "Robot call timeout in the loop part: long, so a slow reply is counted as a missed deadline instead of"
-    " ending the run (run_controller's default is half a period, which stops the robot instead).")
+    " ending the run (run_controller's default is half a period, which stops the robot instead).",
+)
 _RT_PRIORITY = flags.DEFINE_integer(
-    "realtime_priority", 0,
+    "realtime_priority",
+    0,
     "> 0: also run the loop part with the controller thread and the sim server under SCHED_FIFO at this"
-    " priority (needs root or CAP_SYS_NICE); the plain run is always measured.")
+    " priority (needs root or CAP_SYS_NICE); the plain run is always measured.",
+)
 _PARTS = flags.DEFINE_list("parts", ["compute", "roundtrip", "loop"], "Which parts to run.")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/deploy", "Output path stem (.md, .json).")
 
@@ -64,7 +68,7 @@ FAULT_TESTS = {
 }
 FAULT_GOALS = {
     "fault_server_killed_mid_run": "server killed mid-run: the controller detects it within 2 periods, sends nothing"
-                                   " further, exits non-zero with a clear message, and the episode log is readable",
+    " further, exits non-zero with a clear message, and the episode log is readable",
     "fault_server_restarted_reconnects": "server restarted: the driver reconnects on the next reset",
     "fault_1000_fuzzed_messages": "1000 fuzzed malformed messages: the server answers errors and stays up",
     "fault_wrong_token_rejected": "a wrong token is rejected",
@@ -76,8 +80,15 @@ def _percentiles(samples_ms) -> dict:
 
     x = np.asarray(samples_ms, np.float64)
     p50, p90, p99, p999 = np.percentile(x, [50, 90, 99, 99.9])
-    return {"n": int(x.size), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-            "p99.9_ms": float(p999), "max_ms": float(x.max()), "mean_ms": float(x.mean())}
+    return {
+        "n": int(x.size),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "p99.9_ms": float(p999),
+        "max_ms": float(x.max()),
+        "mean_ms": float(x.mean()),
+    }
 
 
 def make_artifact(out_dir: str) -> dict:
@@ -101,9 +112,15 @@ def make_artifact(out_dir: str) -> dict:
         desc = "random-init SAC actor, default SACConfig size (latency does not depend on the weights)"
     path = export_sac(source, out_dir, control_dt=0.04)
     cfg = source.config
-    return {"artifact": path, "policy": desc, "actor_hidden_dims": list(cfg.actor_hidden_dims),
-            "layer_norm": cfg.use_layer_norm, "normalize_observations": cfg.normalize_observations,
-            "env": source.env, "artifact_bytes": os.path.getsize(os.path.join(path, "policy_step.jax"))}
+    return {
+        "artifact": path,
+        "policy": desc,
+        "actor_hidden_dims": list(cfg.actor_hidden_dims),
+        "layer_norm": cfg.use_layer_norm,
+        "normalize_observations": cfg.normalize_observations,
+        "env": source.env,
+        "artifact_bytes": os.path.getsize(os.path.join(path, "policy_step.jax")),
+    }
 
 
 def bench_compute(artifact: str, calls: int) -> dict:
@@ -129,9 +146,13 @@ def start_server(realtime_priority: int = 0):
     def fifo():
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
 
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.sim_robot_server", "--task=arm_reach", "--port=0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=fifo if realtime_priority else None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.sim_robot_server", "--task=arm_reach", "--port=0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=fifo if realtime_priority else None,
+    )
     line = proc.stdout.readline()
     if "server at" not in line:
         proc.kill()
@@ -161,8 +182,9 @@ def bench_roundtrip(address: str, calls: int) -> dict:
     return {"state": _percentiles(state_ms * 1e3), "command": _percentiles(command_ms * 1e3)}
 
 
-def bench_loop(artifact: str, address: str, rate_hz: float, seconds: float, timeout_s: float,
-               realtime_priority: int = 0) -> dict:
+def bench_loop(
+    artifact: str, address: str, rate_hz: float, seconds: float, timeout_s: float, realtime_priority: int = 0
+) -> dict:
     import dataclasses
 
     import robojax.deploy as deploy
@@ -171,13 +193,23 @@ def bench_loop(artifact: str, address: str, rate_hz: float, seconds: float, time
 
     policy = deploy.load(artifact)
     steps = int(round(rate_hz * seconds))
-    config = ControllerConfig(rate_hz=rate_hz, episodes=1, episode_steps=steps, max_missed=10**9,
-                              realtime_priority=realtime_priority)
+    config = ControllerConfig(
+        rate_hz=rate_hz, episodes=1, episode_steps=steps, max_missed=10**9, realtime_priority=realtime_priority
+    )
     with RobotClient(address, timeout_s=timeout_s) as client:
         report = Controller(policy, client, config).run()
-    out = {"rate_hz": rate_hz, "seconds": seconds, "call_timeout_s": timeout_s, "realtime_priority": realtime_priority, "steps": report.steps, "deadline_misses": report.deadline_misses,
-           "end_reason": report.end_reason, "fault": report.fault, "wall_s": report.wall_s,
-           "latency": {k: dataclasses.asdict(v) for k, v in report.latency.items()}}
+    out = {
+        "rate_hz": rate_hz,
+        "seconds": seconds,
+        "call_timeout_s": timeout_s,
+        "realtime_priority": realtime_priority,
+        "steps": report.steps,
+        "deadline_misses": report.deadline_misses,
+        "end_reason": report.end_reason,
+        "fault": report.fault,
+        "wall_s": report.wall_s,
+        "latency": {k: dataclasses.asdict(v) for k, v in report.latency.items()},
+    }
     print(report.table(), flush=True)
     return out
 
@@ -192,35 +224,48 @@ def targets(results: dict) -> dict:
     goal = f"exported SAC actor at batch 1 on CPU: p99 compute latency < {TARGETS['compute_p99_ms']:g} ms"
     if "compute" in results:
         p99 = results["compute"]["p99_ms"]
-        out["compute_p99_ms"] = target(p99, goal, p99 < TARGETS["compute_p99_ms"],
-                                       f"{results['compute']['n']:,} calls")
+        out["compute_p99_ms"] = target(p99, goal, p99 < TARGETS["compute_p99_ms"], f"{results['compute']['n']:,} calls")
     else:
         out["compute_p99_ms"] = missing(goal, "the compute part was not run")
-    goal = (f"loopback round trip to the sim server: p99 < {TARGETS['roundtrip_p99_ms']:g} ms"
-            " (measured: the slower of STATE and COMMAND, default scheduling)")
+    goal = (
+        f"loopback round trip to the sim server: p99 < {TARGETS['roundtrip_p99_ms']:g} ms"
+        " (measured: the slower of STATE and COMMAND, default scheduling)"
+    )
     if "roundtrip" in results:
         r = results["roundtrip"]
         p99 = max(r["state"]["p99_ms"], r["command"]["p99_ms"])
-        out["roundtrip_p99_ms"] = target(p99, goal, p99 < TARGETS["roundtrip_p99_ms"],
-                                         f"STATE p99 {r['state']['p99_ms']:.3f} ms, COMMAND p99 {r['command']['p99_ms']:.3f} ms")
+        out["roundtrip_p99_ms"] = target(
+            p99,
+            goal,
+            p99 < TARGETS["roundtrip_p99_ms"],
+            f"STATE p99 {r['state']['p99_ms']:.3f} ms, COMMAND p99 {r['command']['p99_ms']:.3f} ms",
+        )
     else:
         out["roundtrip_p99_ms"] = missing(goal, "the roundtrip part was not run")
     rate, seconds = TARGET_LOOP
-    goal = (f"a {rate:g} Hz control loop holds for {seconds:g} s with no deadline miss on an idle machine"
-            " (measured: deadline misses, default scheduling)")
+    goal = (
+        f"a {rate:g} Hz control loop holds for {seconds:g} s with no deadline miss on an idle machine"
+        " (measured: deadline misses, default scheduling)"
+    )
     if "loop" in results:
         lp = results["loop"]
-        held = (lp["rate_hz"] == rate and lp["steps"] >= rate * seconds and lp["end_reason"] == "completed")
+        held = lp["rate_hz"] == rate and lp["steps"] >= rate * seconds and lp["end_reason"] == "completed"
         load = max(results["load_before"][0], results["load_after"][0])
         out["loop_100_hz_60_s_no_miss"] = target(
-            lp["deadline_misses"], goal, held and lp["deadline_misses"] <= TARGETS["loop_misses"],
+            lp["deadline_misses"],
+            goal,
+            held and lp["deadline_misses"] <= TARGETS["loop_misses"],
             f"{lp['steps']:,} steps at {lp['rate_hz']:g} Hz, ended {lp['end_reason']}; 1-min load average up to"
-            f" {load:.1f} on {results['machine'].get('cores')} cores")
+            f" {load:.1f} on {results['machine'].get('cores')} cores",
+        )
     else:
         out["loop_100_hz_60_s_no_miss"] = missing(goal, "the loop part was not run")
     for name, test in FAULT_TESTS.items():
-        out[name] = missing(FAULT_GOALS[name], f"checked by the test {test}, which a benchmark run does not execute;"
-                                               " its pass/fail is in the test suite's output, not in these results")
+        out[name] = missing(
+            FAULT_GOALS[name],
+            f"checked by the test {test}, which a benchmark run does not execute;"
+            " its pass/fail is in the test suite's output, not in these results",
+        )
     return out
 
 
@@ -246,8 +291,10 @@ def render(results: dict) -> str:
     def row(name, s, target=None, met=None):
         t = "" if target is None else target
         ok = "" if met is None else ("yes" if met else "**no**")
-        lines.append(f"| {name} | {s['n'] if 'n' in s else s['count']:,} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f}"
-                     f" | {s['max_ms']:.3f} | {t} | {ok} |")
+        lines.append(
+            f"| {name} | {s['n'] if 'n' in s else s['count']:,} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f}"
+            f" | {s['max_ms']:.3f} | {t} | {ok} |"
+        )
 
     if "compute" in results:
         c = results["compute"]
@@ -258,22 +305,38 @@ def render(results: dict) -> str:
         row("loopback COMMAND round trip", r["command"], "p99 < 2 ms", r["command"]["p99_ms"] < 2.0)
     if "roundtrip_fifo" in results:
         r = results["roundtrip_fifo"]
-        row("loopback STATE round trip, SCHED_FIFO client and server", r["state"], "p99 < 2 ms",
-            r["state"]["p99_ms"] < 2.0)
-        row("loopback COMMAND round trip, SCHED_FIFO client and server", r["command"], "p99 < 2 ms",
-            r["command"]["p99_ms"] < 2.0)
+        row(
+            "loopback STATE round trip, SCHED_FIFO client and server",
+            r["state"],
+            "p99 < 2 ms",
+            r["state"]["p99_ms"] < 2.0,
+        )
+        row(
+            "loopback COMMAND round trip, SCHED_FIFO client and server",
+            r["command"],
+            "p99 < 2 ms",
+            r["command"]["p99_ms"] < 2.0,
+        )
     loops = [(k, results[k]) for k in ("loop", "loop_fifo") if k in results]
     for key, lp in loops:
         lat = lp["latency"]
         sched = f"SCHED_FIFO {lp['realtime_priority']}" if lp.get("realtime_priority") else "default scheduling"
-        names = {"compute": "policy compute", "roundtrip": "state round trip", "command": "command round trip",
-                 "step": "whole step (read+policy+command)", "wakeup": "tick start lateness (sleep+spin jitter)"}
+        names = {
+            "compute": "policy compute",
+            "roundtrip": "state round trip",
+            "command": "command round trip",
+            "step": "whole step (read+policy+command)",
+            "wakeup": "tick start lateness (sleep+spin jitter)",
+        }
         for name, label in names.items():
             if name in lat:
                 row(f"loop {lp['rate_hz']:g} Hz, {sched}: {label}", lat[name])
     for key, lp in loops:
-        sched = f"SCHED_FIFO priority {lp['realtime_priority']} (controller thread and server)" \
-            if lp.get("realtime_priority") else "default scheduling"
+        sched = (
+            f"SCHED_FIFO priority {lp['realtime_priority']} (controller thread and server)"
+            if lp.get("realtime_priority")
+            else "default scheduling"
+        )
         lines += [
             "",
             f"Control loop, {sched}: {lp['rate_hz']:g} Hz for {lp['seconds']:g} s against the sim server:"
@@ -285,10 +348,13 @@ def render(results: dict) -> str:
         lines += ["", f"Artifact load (validate, deserialise, compile, warm-up): {results['compute']['load_s']:.2f} s."]
     cores = m.get("cores") or 1
     if max(results["load_before"][0], results["load_after"][0]) > 0.5 * cores:
-        lines += ["", f"Note: the machine was not idle (load average up to"
-                      f" {max(results['load_before'][0], results['load_after'][0]):.1f} on {cores} cores, shared with"
-                      " other jobs): tail latencies and deadline misses reflect that contention; the issue's targets"
-                      " assume an idle machine."]
+        lines += [
+            "",
+            f"Note: the machine was not idle (load average up to"
+            f" {max(results['load_before'][0], results['load_after'][0]):.1f} on {cores} cores, shared with"
+            " other jobs): tail latencies and deadline misses reflect that contention; the issue's targets"
+            " assume an idle machine.",
+        ]
     if results.get("notes"):
         lines += ["", *[f"Note: {n}" for n in results["notes"]]]
     if "targets" in results:
@@ -304,8 +370,12 @@ def main(argv):
     # (openxla/xla#18608; measured here p50 ~65 us async vs ~30 us sync). Set before any computation.
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     command = "python -m " + " ".join(["benchmarks.deploy"] + sys.argv[1:])
-    results: dict = {"command": command, "machine": machine_info(), "load_before": _load(),
-                     "jax_cpu_enable_async_dispatch": False}
+    results: dict = {
+        "command": command,
+        "machine": machine_info(),
+        "load_before": _load(),
+        "jax_cpu_enable_async_dispatch": False,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         results["policy"] = make_artifact(os.path.join(tmp, "sac"))
         artifact = results["policy"]["artifact"]
@@ -320,8 +390,9 @@ def main(argv):
                     results["roundtrip"] = bench_roundtrip(address, _RTT_CALLS.value)
                     print("roundtrip", json.dumps(results["roundtrip"]), flush=True)
                 if "loop" in _PARTS.value:
-                    results["loop"] = bench_loop(artifact, address, _RATE.value, _LOOP_S.value,
-                                                 _LOOP_TIMEOUT_MS.value / 1e3)
+                    results["loop"] = bench_loop(
+                        artifact, address, _RATE.value, _LOOP_S.value, _LOOP_TIMEOUT_MS.value / 1e3
+                    )
             finally:
                 server.terminate()
                 server.wait(10)
@@ -336,8 +407,9 @@ def main(argv):
                     finally:
                         os.sched_setscheduler(0, *previous)
                     print("roundtrip_fifo", json.dumps(results["roundtrip_fifo"]), flush=True)
-                results["loop_fifo"] = bench_loop(artifact, address, _RATE.value, _LOOP_S.value,
-                                                  _LOOP_TIMEOUT_MS.value / 1e3, _RT_PRIORITY.value)
+                results["loop_fifo"] = bench_loop(
+                    artifact, address, _RATE.value, _LOOP_S.value, _LOOP_TIMEOUT_MS.value / 1e3, _RT_PRIORITY.value
+                )
             finally:
                 server.terminate()
                 server.wait(10)

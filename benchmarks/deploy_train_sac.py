@@ -50,9 +50,17 @@ def _free_port() -> int:
 
 def _spawn_server(task: str, rtf: float, seed: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.sim_robot_server", f"--task={task}", f"--port={_free_port()}",
-         f"--real_time_factor={rtf}", f"--seed={seed}"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "experiments.sim_robot_server",
+            f"--task={task}",
+            f"--port={_free_port()}",
+            f"--real_time_factor={rtf}",
+            f"--seed={seed}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     match = re.search(r"at (tcp://\S+)", line)
@@ -137,8 +145,14 @@ def main(argv):
         "train_wall_s": wall,
         "robot_time_s": env_steps * sim_seconds_per_step if env_steps else None,
         "evals": [
-            {"env_steps": e["env_steps"], "wall_s": e["wall_s"], "return": e["eval/return"],
-             "return_std": e["eval/return_std"], "success": e["eval/success"], "updates": e["updates"]}
+            {
+                "env_steps": e["env_steps"],
+                "wall_s": e["wall_s"],
+                "return": e["eval/return"],
+                "return_std": e["eval/return_std"],
+                "success": e["eval/success"],
+                "updates": e["updates"],
+            }
             for e in history
         ],
     }
@@ -157,17 +171,24 @@ def main(argv):
 
 def targets(r: dict) -> dict:
     """Issue 6's "training against a robot" target from the saved record (see benchmarks/targets.py)."""
-    goal = ("SAC's host actor/learner loop trains on RobotEnv over the sim robot server end to end on arm_reach"
-            " (measured: last eval return; met: the run finished its steps without error and eval return rose)")
+    goal = (
+        "SAC's host actor/learner loop trains on RobotEnv over the sim robot server end to end on arm_reach"
+        " (measured: last eval return; met: the run finished its steps without error and eval return rose)"
+    )
     if not r["evals"]:
         return {"sac_trains_against_robot": missing(goal, f"no evaluation recorded (error: {r['error']})")}
     first, last = r["evals"][0], r["evals"][-1]
     finished = r["error"] is None and (r["env_steps"] or 0) >= r["config"]["total_env_steps"]
-    return {"sac_trains_against_robot": target(
-        last["return"], goal, finished and r["task"] == "arm_reach" and last["return"] > first["return"],
-        f"eval return {first['return']:.1f} at {first['env_steps']:,} steps -> {last['return']:.1f} at"
-        f" {last['env_steps']:,}; eval success {last['success']:.2f}; {r['env_steps'] or 0:,} env steps,"
-        f" error: {r['error'] or 'none'}")}
+    return {
+        "sac_trains_against_robot": target(
+            last["return"],
+            goal,
+            finished and r["task"] == "arm_reach" and last["return"] > first["return"],
+            f"eval return {first['return']:.1f} at {first['env_steps']:,} steps -> {last['return']:.1f} at"
+            f" {last['env_steps']:,}; eval success {last['success']:.2f}; {r['env_steps'] or 0:,} env steps,"
+            f" error: {r['error'] or 'none'}",
+        )
+    }
 
 
 def render(r: dict) -> str:
@@ -195,7 +216,9 @@ def render(r: dict) -> str:
         ]
     lines += ["| env steps | wall s | eval return (mean ± std) | eval success |", "|---:|---:|---:|---:|"]
     for e in r["evals"]:
-        lines.append(f"| {e['env_steps']:,} | {e['wall_s']:.0f} | {e['return']:.1f} ± {e['return_std']:.1f} | {e['success']:.2f} |")
+        lines.append(
+            f"| {e['env_steps']:,} | {e['wall_s']:.0f} | {e['return']:.1f} ± {e['return_std']:.1f} | {e['success']:.2f} |"
+        )
     lat = [("physics frozen", r["latency_idle"]), ("physics running", r["latency_running"])]
     lines += [
         "",
@@ -205,7 +228,9 @@ def render(r: dict) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, s in lat:
-        lines.append(f"| {name} | {s['n']} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} | {s['max_ms']:.2f} |")
+        lines.append(
+            f"| {name} | {s['n']} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} | {s['max_ms']:.2f} |"
+        )
     if "targets" in r:
         lines += ["", *targets_table(r["targets"])]
     return "\n".join(lines) + "\n"

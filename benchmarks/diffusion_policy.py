@@ -14,7 +14,6 @@ that already holds a finished policy is evaluated without retraining (`--retrain
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -40,18 +39,25 @@ _LATENCY_ACTIONS = flags.DEFINE_integer("latency_actions", 200, "Single-env acti
 _MODES = flags.DEFINE_list("modes", ["ddpm", "ddim", "rti"], "Inference modes compared.")
 _RTI_START = flags.DEFINE_integer("rti_start_step", 3, "RTI K'.")
 _ACTION_STEPS = flags.DEFINE_integer(
-    "action_steps", 0, "Actions executed per plan for every mode (0: the policy's Ta; RTI-DP replans every action: 1).")
+    "action_steps", 0, "Actions executed per plan for every mode (0: the policy's Ta; RTI-DP replans every action: 1)."
+)
 _RTI_STEPS = flags.DEFINE_integer("rti_steps", 3, "RTI denoiser calls per warm chunk.")
 _CHUNKED_TA = flags.DEFINE_integer(
-    "chunked_action_steps", 0, "Also evaluate --chunked_modes (and the MSE baseline) executing this many actions per"
-    " plan (Chi et al.'s receding horizon: 8); 0 skips it.")
+    "chunked_action_steps",
+    0,
+    "Also evaluate --chunked_modes (and the MSE baseline) executing this many actions per"
+    " plan (Chi et al.'s receding horizon: 8); 0 skips it.",
+)
 _CHUNKED_MODES = flags.DEFINE_list("chunked_modes", ["ddpm"], "Modes evaluated at --chunked_action_steps.")
 _MSE = flags.DEFINE_boolean("mse_baseline", True, "Train and evaluate the MSE baseline on arm_pick_place.")
 _RUNS = flags.DEFINE_string("runs_dir", "runs/bench_dp", "Where training runs go.")
 _RETRAIN = flags.DEFINE_boolean("retrain", False, "Retrain even when a run directory holds a policy.")
 _APPEND = flags.DEFINE_boolean(
-    "append", False, "Merge into the existing results JSON: rows of the same task/seed/objective/mode are updated"
-    " field by field (so one pass can measure success under load and a later one latency on an idle machine).")
+    "append",
+    False,
+    "Merge into the existing results JSON: rows of the same task/seed/objective/mode are updated"
+    " field by field (so one pass can measure success under load and a later one latency on an idle machine).",
+)
 _OUT = flags.DEFINE_string("out", "benchmarks/results/diffusion_policy", "Results path without extension.")
 
 
@@ -62,13 +68,21 @@ def inference_configs():
     table = {
         "ddpm": InferenceConfig(inference="ddpm", **ta),
         "ddim": InferenceConfig(inference="ddim", ddim_steps=10, **ta),
-        "rti": InferenceConfig(inference="rti", ddim_steps=10, rti_first="ddim",
-                               rti_start_step=_RTI_START.value, rti_steps=_RTI_STEPS.value, **ta),
+        "rti": InferenceConfig(
+            inference="rti",
+            ddim_steps=10,
+            rti_first="ddim",
+            rti_start_step=_RTI_START.value,
+            rti_steps=_RTI_STEPS.value,
+            **ta,
+        ),
     }
     configs = {m: table[m] for m in _MODES.value}
     if _CHUNKED_TA.value:
-        chunked = {"ddpm": InferenceConfig(inference="ddpm", action_steps=_CHUNKED_TA.value),
-                   "ddim": InferenceConfig(inference="ddim", ddim_steps=10, action_steps=_CHUNKED_TA.value)}
+        chunked = {
+            "ddpm": InferenceConfig(inference="ddpm", action_steps=_CHUNKED_TA.value),
+            "ddim": InferenceConfig(inference="ddim", ddim_steps=10, action_steps=_CHUNKED_TA.value),
+        }
         configs.update({f"{m} (Ta={_CHUNKED_TA.value})": chunked[m] for m in _CHUNKED_MODES.value})
     return configs
 
@@ -94,12 +108,24 @@ def train_one(dataset: str, task: str, seed: int, objective: str) -> tuple[str, 
 
         shutil.rmtree(workdir)
     policy = DiffusionPolicyConfig(
-        objective=objective, denoiser=_DENOISER.value, down_dims=tuple(int(d) for d in _DOWN_DIMS.value),
+        objective=objective,
+        denoiser=_DENOISER.value,
+        down_dims=tuple(int(d) for d in _DOWN_DIMS.value),
         mlp_hidden_dims=tuple(int(d) for d in _MLP_DIMS.value),
-        total_grad_steps=_NUM_STEPS.value, batch_size=_BATCH.value, learning_rate=_LR.value,
+        total_grad_steps=_NUM_STEPS.value,
+        batch_size=_BATCH.value,
+        learning_rate=_LR.value,
     )
-    config = TrainConfig(dataset=dataset, workdir=workdir, seed=seed, eval_env="none", updates_per_call=100,
-                         checkpoint_interval=max(_NUM_STEPS.value // 2, 1), progress_bar=False, policy=policy)
+    config = TrainConfig(
+        dataset=dataset,
+        workdir=workdir,
+        seed=seed,
+        eval_env="none",
+        updates_per_call=100,
+        checkpoint_interval=max(_NUM_STEPS.value // 2, 1),
+        progress_bar=False,
+        policy=policy,
+    )
     start = time.perf_counter()
     train(config)
     return workdir, time.perf_counter() - start
@@ -115,8 +141,14 @@ def _recorded_train_seconds(workdir: str) -> float:
         return float("nan")
 
 
-_LATENCY_KEYS = ("nfe_per_chunk", "nfe_per_action", "per_action_ms_mean", "per_action_ms_p50", "per_action_ms_p99",
-                 "per_chunk_ms_p50")
+_LATENCY_KEYS = (
+    "nfe_per_chunk",
+    "nfe_per_action",
+    "per_action_ms_mean",
+    "per_action_ms_p50",
+    "per_action_ms_p99",
+    "per_chunk_ms_p50",
+)
 
 
 def _merge(old_rows, new_rows):
@@ -143,13 +175,26 @@ def main(argv):
                 workdir, train_s = train_one(dataset, task, seed, objective)
                 modes = inference_configs() if objective == "diffusion" else mse_configs()
                 for mode, inference in modes.items():
-                    out = evaluate_saved_policy(workdir, inference, episodes=_EVAL_EPISODES.value,
-                                                num_envs=_NUM_ENVS.value, latency_actions=_LATENCY_ACTIONS.value,
-                                                seed=1000 + seed)
+                    out = evaluate_saved_policy(
+                        workdir,
+                        inference,
+                        episodes=_EVAL_EPISODES.value,
+                        num_envs=_NUM_ENVS.value,
+                        latency_actions=_LATENCY_ACTIONS.value,
+                        seed=1000 + seed,
+                    )
                     nan = float("nan")
-                    row = {"task": task, "seed": seed, "objective": objective, "mode": mode, "train_s": train_s,
-                           "success": out.get("success", nan), "success_any_step": out.get("success_any_step", nan),
-                           **{k: nan for k in _LATENCY_KEYS}, **out.get("latency", {})}
+                    row = {
+                        "task": task,
+                        "seed": seed,
+                        "objective": objective,
+                        "mode": mode,
+                        "train_s": train_s,
+                        "success": out.get("success", nan),
+                        "success_any_step": out.get("success_any_step", nan),
+                        **{k: nan for k in _LATENCY_KEYS},
+                        **out.get("latency", {}),
+                    }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     commands = ["python -m benchmarks.diffusion_policy " + " ".join(sys.argv[1:])]
@@ -175,7 +220,11 @@ RTI_SUCCESS_POINTS = 5.0  # RTI success within 5 points of full DDPM
 
 def _best(summary: list[dict], task: str, objective: str) -> dict | None:
     """The summary row of `task`/`objective` with the highest mean success over >= 3 seeds (else over any)."""
-    rows = [s for s in summary if s["task"] == task and s["objective"] == objective and s["success_mean"] == s["success_mean"]]
+    rows = [
+        s
+        for s in summary
+        if s["task"] == task and s["objective"] == objective and s["success_mean"] == s["success_mean"]
+    ]
     full = [s for s in rows if len(s["seeds"]) >= TARGET_SEEDS]
     return max(full or rows, key=lambda s: s["success_mean"], default=None)
 
@@ -185,51 +234,71 @@ def targets(result: dict) -> dict:
     summary, out = result.get("summary", []), {}
     unrecorded = "episodes per seed and the demo count are not in the JSON (see the commands)"
     for task, goal_success in TARGET_SUCCESS.items():
-        goal = (f"Diffusion Policy success >= {100 * goal_success:.0f}% on {task} (state observations, {TARGET_SEEDS}"
-                " seeds, 100 eval episodes each, <= 200 demos; measured: the best inference mode's mean)")
+        goal = (
+            f"Diffusion Policy success >= {100 * goal_success:.0f}% on {task} (state observations, {TARGET_SEEDS}"
+            " seeds, 100 eval episodes each, <= 200 demos; measured: the best inference mode's mean)"
+        )
         best = _best(summary, task, "diffusion")
         if best is None:
             out[f"{task}_success"] = missing(goal, f"no Diffusion Policy success on {task} in the results")
             continue
         out[f"{task}_success"] = target(
-            best["success_mean"], goal, best["success_mean"] >= goal_success and len(best["seeds"]) >= TARGET_SEEDS,
-            f"mode {best['mode']}, seeds {best['seeds']}; {unrecorded}")
-    goal = (f"the MSE baseline clearly lower than Diffusion Policy on the multimodal arm_pick_place (measured:"
-            f" best Diffusion Policy minus best MSE success, points; clearly read as >= {MSE_CLEARLY_LOWER_POINTS:g})")
+            best["success_mean"],
+            goal,
+            best["success_mean"] >= goal_success and len(best["seeds"]) >= TARGET_SEEDS,
+            f"mode {best['mode']}, seeds {best['seeds']}; {unrecorded}",
+        )
+    goal = (
+        f"the MSE baseline clearly lower than Diffusion Policy on the multimodal arm_pick_place (measured:"
+        f" best Diffusion Policy minus best MSE success, points; clearly read as >= {MSE_CLEARLY_LOWER_POINTS:g})"
+    )
     dp, mse = _best(summary, "arm_pick_place", "diffusion"), _best(summary, "arm_pick_place", "mse")
     if dp is None or mse is None:
         out["mse_baseline_lower_on_arm_pick_place"] = missing(goal, "Diffusion Policy or MSE baseline not measured")
     else:
         gap = 100 * (dp["success_mean"] - mse["success_mean"])
         out["mse_baseline_lower_on_arm_pick_place"] = target(
-            gap, goal, gap >= MSE_CLEARLY_LOWER_POINTS,
+            gap,
+            goal,
+            gap >= MSE_CLEARLY_LOWER_POINTS,
             f"Diffusion Policy {100 * dp['success_mean']:.1f}% ({dp['mode']}), MSE {100 * mse['success_mean']:.1f}%"
-            f" ({mse['mode']})")
+            f" ({mse['mode']})",
+        )
     by = {(s["task"], s["mode"]): s for s in summary if s["objective"] == "diffusion"}
     for task in TARGET_SUCCESS:
         rti = by.get((task, "rti"))
         for mode, fraction in RTI_LATENCY_VS.items():
             name = {"ddpm": "DDPM-100", "ddim": "DDIM-10"}[mode]
-            goal = (f"RTI per-action latency at batch 1 on CPU <= 1/{round(1 / fraction)} of {name} on {task}"
-                    f" (measured: the ratio, side by side in one run)")
+            goal = (
+                f"RTI per-action latency at batch 1 on CPU <= 1/{round(1 / fraction)} of {name} on {task}"
+                f" (measured: the ratio, side by side in one run)"
+            )
             other = by.get((task, mode))
             if rti is None or other is None:
                 out[f"{task}_rti_latency_vs_{mode}"] = missing(goal, f"RTI or {name} not measured on {task}")
                 continue
             ratio = rti["per_action_ms_mean"] / other["per_action_ms_mean"]
             out[f"{task}_rti_latency_vs_{mode}"] = target(
-                ratio, goal, ratio <= fraction,
-                f"RTI {rti['per_action_ms_mean']:.3f} ms/action, {name} {other['per_action_ms_mean']:.3f} ms/action")
-        goal = (f"RTI success within {RTI_SUCCESS_POINTS:g} points of full DDPM on {task}, i.e. at most that much"
-                " lower (measured: DDPM minus RTI success, points)")
+                ratio,
+                goal,
+                ratio <= fraction,
+                f"RTI {rti['per_action_ms_mean']:.3f} ms/action, {name} {other['per_action_ms_mean']:.3f} ms/action",
+            )
+        goal = (
+            f"RTI success within {RTI_SUCCESS_POINTS:g} points of full DDPM on {task}, i.e. at most that much"
+            " lower (measured: DDPM minus RTI success, points)"
+        )
         ddpm = by.get((task, "ddpm"))
         if rti is None or ddpm is None:
             out[f"{task}_rti_success_vs_ddpm"] = missing(goal, f"RTI or DDPM success not measured on {task}")
             continue
         drop = 100 * (ddpm["success_mean"] - rti["success_mean"])
         out[f"{task}_rti_success_vs_ddpm"] = target(
-            drop, goal, drop <= RTI_SUCCESS_POINTS,
-            f"RTI {100 * rti['success_mean']:.1f}%, DDPM {100 * ddpm['success_mean']:.1f}% (both at the same Ta)")
+            drop,
+            goal,
+            drop <= RTI_SUCCESS_POINTS,
+            f"RTI {100 * rti['success_mean']:.1f}%, DDPM {100 * ddpm['success_mean']:.1f}% (both at the same Ta)",
+        )
     return out
 
 
@@ -238,38 +307,62 @@ def write_results(rows, machine, commands):
     keys = sorted({(r["task"], r["objective"], r["mode"]) for r in rows})
     for task, objective, mode in keys:
         sel = [r for r in rows if (r["task"], r["objective"], r["mode"]) == (task, objective, mode)]
-        summary.append({
-            "task": task, "objective": objective, "mode": mode, "seeds": [r["seed"] for r in sel],
-            "success_mean": _mean([r["success"] for r in sel]), "success_per_seed": [r["success"] for r in sel],
-            "per_action_ms_mean": _mean([r["per_action_ms_mean"] for r in sel]),
-            "per_action_ms_p50": _mean([r["per_action_ms_p50"] for r in sel]),
-            "per_action_ms_p99": _mean([r["per_action_ms_p99"] for r in sel]),
-            "per_chunk_ms_p50": _mean([r["per_chunk_ms_p50"] for r in sel]),
-            "nfe_per_chunk": sel[0].get("nfe_per_chunk"), "nfe_per_action": sel[0].get("nfe_per_action"),
-            "train_s_mean": _mean([r.get("train_s", float("nan")) for r in sel]),
-        })
-    result = {"commands": commands, "machine": machine, "rows": rows, "summary": summary,
-              "settings": {"num_steps": _NUM_STEPS.value, "batch_size": _BATCH.value, "denoiser": _DENOISER.value,
-                           "down_dims": _DOWN_DIMS.value, "mlp_hidden_dims": _MLP_DIMS.value, "learning_rate": _LR.value,
-                           "eval_episodes": _EVAL_EPISODES.value, "rti_start_step": _RTI_START.value,
-                           "rti_steps": _RTI_STEPS.value, "action_steps": _ACTION_STEPS.value or "Ta",
-                           "chunked_action_steps": _CHUNKED_TA.value}}
+        summary.append(
+            {
+                "task": task,
+                "objective": objective,
+                "mode": mode,
+                "seeds": [r["seed"] for r in sel],
+                "success_mean": _mean([r["success"] for r in sel]),
+                "success_per_seed": [r["success"] for r in sel],
+                "per_action_ms_mean": _mean([r["per_action_ms_mean"] for r in sel]),
+                "per_action_ms_p50": _mean([r["per_action_ms_p50"] for r in sel]),
+                "per_action_ms_p99": _mean([r["per_action_ms_p99"] for r in sel]),
+                "per_chunk_ms_p50": _mean([r["per_chunk_ms_p50"] for r in sel]),
+                "nfe_per_chunk": sel[0].get("nfe_per_chunk"),
+                "nfe_per_action": sel[0].get("nfe_per_action"),
+                "train_s_mean": _mean([r.get("train_s", float("nan")) for r in sel]),
+            }
+        )
+    result = {
+        "commands": commands,
+        "machine": machine,
+        "rows": rows,
+        "summary": summary,
+        "settings": {
+            "num_steps": _NUM_STEPS.value,
+            "batch_size": _BATCH.value,
+            "denoiser": _DENOISER.value,
+            "down_dims": _DOWN_DIMS.value,
+            "mlp_hidden_dims": _MLP_DIMS.value,
+            "learning_rate": _LR.value,
+            "eval_episodes": _EVAL_EPISODES.value,
+            "rti_start_step": _RTI_START.value,
+            "rti_steps": _RTI_STEPS.value,
+            "action_steps": _ACTION_STEPS.value or "Ta",
+            "chunked_action_steps": _CHUNKED_TA.value,
+        },
+    }
     result["targets"] = targets(result)
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".json.tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(_OUT.value + ".json.tmp", _OUT.value + ".json")
     lines = [
-        "# Diffusion Policy: success from demos, and RTI warm-start latency", "",
-        "Commands (later passes update the rows of earlier ones field by field):", "",
-        *[f"    {c}" for c in commands], "",
+        "# Diffusion Policy: success from demos, and RTI warm-start latency",
+        "",
+        "Commands (later passes update the rows of earlier ones field by field):",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, backend {machine['backend']}; jax {machine['jax']}.",
         f"Training: {_DENOISER.value} (U-Net down_dims {','.join(_DOWN_DIMS.value)} / MLP widths"
         f" {','.join(_MLP_DIMS.value)}), {_NUM_STEPS.value} steps, batch"
         f" {_BATCH.value}, lr {_LR.value}. Success: task flag at episode end, {_EVAL_EPISODES.value} episodes per"
         f" seed. Latency: jitted single-env policy step at batch 1, per executed action (replanning every"
         f" {_ACTION_STEPS.value or 'Ta=8'} actions, the same for ddpm, ddim and rti; rows marked (Ta=N) execute N"
-        " actions per plan) and per replanning call. Every mode of a seed runs the same evaluation episodes.", "",
+        " actions per plan) and per replanning call. Every mode of a seed runs the same evaluation episodes.",
+        "",
         "| task | objective | inference | seeds | success (mean) | per seed | NFE/chunk | NFE/action |"
         " ms/action mean | p50 | p99 | ms/chunk call p50 |",
         "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",

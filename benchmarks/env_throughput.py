@@ -126,8 +126,13 @@ def _measure_in_child(name: str, batch: int, scan_steps: int) -> dict | None:
     """One configuration in a fresh process, so a stalled XLA call cannot hang the whole table."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "benchmarks.env_throughput", f"--child={name}:{batch}:{scan_steps}",
-           f"--repeats={_REPEATS.value}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.env_throughput",
+        f"--child={name}:{batch}:{scan_steps}",
+        f"--repeats={_REPEATS.value}",
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT.value, check=True).stdout
     except subprocess.TimeoutExpired:
@@ -146,18 +151,25 @@ def targets(result: dict) -> dict:
     """Issue 2's targets block from the saved results (see benchmarks/targets.py)."""
     out = {}
     for task in CHEAP_TASKS:
-        goal = (f"on 2 CPU cores, batched MJX throughput of {task} beats single-thread C MuJoCo (mj_step) at batch"
-                f" {TARGET_BATCH} (measured: MJX / C steps/s)")
+        goal = (
+            f"on 2 CPU cores, batched MJX throughput of {task} beats single-thread C MuJoCo (mj_step) at batch"
+            f" {TARGET_BATCH} (measured: MJX / C steps/s)"
+        )
         row = next((r for r in result["rows"] if r["task"] == task and r["batch"] == TARGET_BATCH), None)
         if row is None:
-            out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = missing(goal, f"not measured by this run: `{result['command']}`")
+            out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = missing(
+                goal, f"not measured by this run: `{result['command']}`"
+            )
         elif row.get("stalled"):
             out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = missing(goal, "the MJX run stalled (no result)")
         else:
             out[f"{task}_beats_c_at_batch_{TARGET_BATCH}"] = target(
-                row["ratio_vs_c"], goal, row["ratio_vs_c"] > 1.0,
+                row["ratio_vs_c"],
+                goal,
+                row["ratio_vs_c"] > 1.0,
                 f"MJX {row['steps_per_s']:,.0f} vs C mj_step loop {row['c_mujoco_steps_per_s']:,.0f} steps/s"
-                f" ({row['ratio_vs_c_rollout']:.2f}x mujoco.rollout); {result['machine']['cores']} cores")
+                f" ({row['ratio_vs_c_rollout']:.2f}x mujoco.rollout); {result['machine']['cores']} cores",
+            )
     return out
 
 
@@ -188,8 +200,15 @@ def main(argv):
             scan_steps = int(min(200, max(4, round(c_rate * _CALL_S.value / batch))))
             r = _measure_in_child(name, batch, scan_steps)
             if r is None:
-                rows.append({"task": name, "batch": batch, "stalled": True, "c_mujoco_steps_per_s": c_rate,
-                             "c_rollout_steps_per_s": c_pure})
+                rows.append(
+                    {
+                        "task": name,
+                        "batch": batch,
+                        "stalled": True,
+                        "c_mujoco_steps_per_s": c_rate,
+                        "c_rollout_steps_per_s": c_pure,
+                    }
+                )
                 print(f"  batch {batch:5d}: no result within {_TIMEOUT.value} s", flush=True)
                 continue
             per_env_mb = r["state_mb_per_env"]

@@ -39,7 +39,6 @@ _OUT = flags.DEFINE_string("out", "benchmarks/results/quadrotor_throughput", "Ou
 
 def env_steps_per_s(task: str, batch: int) -> dict:
     import jax
-    import jax.numpy as jnp
 
     import envs
 
@@ -71,8 +70,13 @@ def env_steps_per_s(task: str, batch: int) -> dict:
         state = jax.block_until_ready(fn(state, jax.random.PRNGKey(3 + r), n))
         rates.append(batch * n / (time.perf_counter() - t0))
         cpu_rates.append(batch * n / max(time.process_time() - c0, 1e-9))
-    return {"batch": batch, "scan_steps": n, "compile_s": compile_s, "env_steps_per_s": statistics.median(rates),
-            "env_steps_per_cpu_s": statistics.median(cpu_rates)}
+    return {
+        "batch": batch,
+        "scan_steps": n,
+        "compile_s": compile_s,
+        "env_steps_per_s": statistics.median(rates),
+        "env_steps_per_cpu_s": statistics.median(cpu_rates),
+    }
 
 
 def student_latency() -> dict:
@@ -93,8 +97,14 @@ def student_latency() -> dict:
             export_student_c(params, d)
             binary = c_export.compile_selftest(d, "raptor_student", cc=cc)
             res = c_export.run_selftest(binary, _C_STEPS.value)
-        out["c"] = {"ns_per_step": res["ns_per_step"], "cpu_ns_per_step": res["cpu_ns_per_step"], "steps": res["timing_steps"],
-                    "selftest_passed": res["passed"], "max_abs_error": res["max_abs_error"], "compiler": cc}
+        out["c"] = {
+            "ns_per_step": res["ns_per_step"],
+            "cpu_ns_per_step": res["cpu_ns_per_step"],
+            "steps": res["timing_steps"],
+            "selftest_passed": res["passed"],
+            "max_abs_error": res["max_abs_error"],
+            "compiler": cc,
+        }
     w = S.numpy_parameters(params)
     obs = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (64, 22)), np.float32)
     h = w["initial_hidden_state"].copy()
@@ -102,8 +112,11 @@ def student_latency() -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     for t in range(n):
         _, h = S.numpy_student_step(w, h, obs[t % 64])
-    out["numpy"] = {"ns_per_step": (time.perf_counter() - t0) / n * 1e9,
-                    "cpu_ns_per_step": (time.process_time() - c0) / n * 1e9, "steps": n}
+    out["numpy"] = {
+        "ns_per_step": (time.perf_counter() - t0) / n * 1e9,
+        "cpu_ns_per_step": (time.process_time() - c0) / n * 1e9,
+        "steps": n,
+    }
     step = jax.jit(S.student_step)
     hj = S.initial_carry((), params)
     obs_j = jnp.asarray(obs)
@@ -112,8 +125,11 @@ def student_latency() -> dict:
     for t in range(n):
         a, hj = step(params, hj, obs_j[t % 64])
     jax.block_until_ready(a)
-    out["jax_jit"] = {"ns_per_step": (time.perf_counter() - t0) / n * 1e9,
-                      "cpu_ns_per_step": (time.process_time() - c0) / n * 1e9, "steps": n}
+    out["jax_jit"] = {
+        "ns_per_step": (time.perf_counter() - t0) / n * 1e9,
+        "cpu_ns_per_step": (time.process_time() - c0) / n * 1e9,
+        "steps": n,
+    }
     return out
 
 
@@ -126,8 +142,14 @@ def targets(payload: dict) -> dict:
     c = payload.get("student_latency", {}).get("c")
     if c is None:
         return {"c_export_parity": missing(goal, "the C export was not built or run (no C compiler?)")}
-    return {"c_export_parity": target(c["max_abs_error"], goal, bool(c["selftest_passed"]),
-                                      f"the C self-test {'passed' if c['selftest_passed'] else 'failed'}")}
+    return {
+        "c_export_parity": target(
+            c["max_abs_error"],
+            goal,
+            bool(c["selftest_passed"]),
+            f"the C self-test {'passed' if c['selftest_passed'] else 'failed'}",
+        )
+    }
 
 
 def main(argv):
@@ -156,19 +178,35 @@ def main(argv):
         "| batch | env steps/s (wall) | env steps per CPU-second | scan steps per call | compile (s) |",
         "|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['batch']} | {r['env_steps_per_s']:,.0f} | {r['env_steps_per_cpu_s']:,.0f} | {r['scan_steps']}"
-              f" | {r['compile_s']:.1f} |" for r in rows]
-    lines += ["", "## Student inference, one step at batch 1 (2084 parameters)", "",
-              "| implementation | wall time per step | CPU time per step |", "|---|---:|---:|"]
-    names = {"c": "C export (-O2, self-test binary)", "numpy": "numpy (`numpy_student_step`)",
-             "jax_jit": "JAX jit, called from Python"}
+    lines += [
+        f"| {r['batch']} | {r['env_steps_per_s']:,.0f} | {r['env_steps_per_cpu_s']:,.0f} | {r['scan_steps']}"
+        f" | {r['compile_s']:.1f} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "## Student inference, one step at batch 1 (2084 parameters)",
+        "",
+        "| implementation | wall time per step | CPU time per step |",
+        "|---|---:|---:|",
+    ]
+    names = {
+        "c": "C export (-O2, self-test binary)",
+        "numpy": "numpy (`numpy_student_step`)",
+        "jax_jit": "JAX jit, called from Python",
+    }
     for k in ("c", "numpy", "jax_jit"):
         if k in latency:
-            lines.append(f"| {names[k]} | {latency[k]['ns_per_step'] / 1000:.2f} us"
-                         f" | {latency[k]['cpu_ns_per_step'] / 1000:.2f} us |")
+            lines.append(
+                f"| {names[k]} | {latency[k]['ns_per_step'] / 1000:.2f} us"
+                f" | {latency[k]['cpu_ns_per_step'] / 1000:.2f} us |"
+            )
     if "c" in latency:
-        lines += ["", f"C self-test: passed={latency['c']['selftest_passed']},"
-                      f" max |C - JAX| = {latency['c']['max_abs_error']:.1e} over the reference sequence."]
+        lines += [
+            "",
+            f"C self-test: passed={latency['c']['selftest_passed']},"
+            f" max |C - JAX| = {latency['c']['max_abs_error']:.1e} over the reference sequence.",
+        ]
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     payload = {"command": command, "machine": info, "task": _TASK.value, "env": rows, "student_latency": latency}
     payload["targets"] = targets(payload)

@@ -24,7 +24,9 @@ from absl import app, flags
 from robojax.runs import write_text
 
 _VARIANT = flags.DEFINE_string("variant", None, "Name of this variant (a row of the table).")
-_SETTINGS = flags.DEFINE_string("settings", "{}", "TeacherConfig overrides as a Python dict literal; 'sac' for SAC fields.")
+_SETTINGS = flags.DEFINE_string(
+    "settings", "{}", "TeacherConfig overrides as a Python dict literal; 'sac' for SAC fields."
+)
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Evaluation episodes per quadrotor and task.")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/raptor_teachers", "Output path stem (.jsonl, .md).")
 _RENDER_ONLY = flags.DEFINE_boolean("render_only", False, "Only re-write the markdown from the jsonl.")
@@ -46,34 +48,48 @@ def run_variant(name: str, settings: dict, episodes: int) -> dict:
     t0 = time.perf_counter()
     state = teachers.init_teachers(jax.random.PRNGKey(0), env, sac_config, held)
     state = teachers.train_teachers(state, env, sac_config, until_env_steps=tc.total_env_steps)
-    out = {"name": name, "settings": _SETTINGS.value, "train_s": round(time.perf_counter() - t0),
-           "updates_per_teacher": tc.iterations * tc.steps_per_iteration * sac.utd_ratio,
-           "load_after": os.getloadavg()[0]}
+    out = {
+        "name": name,
+        "settings": _SETTINGS.value,
+        "train_s": round(time.perf_counter() - t0),
+        "updates_per_teacher": tc.iterations * tc.steps_per_iteration * sac.utd_ratio,
+        "load_after": os.getloadavg()[0],
+    }
     for i, task in enumerate(("hover", "track")):
         task_env = teachers.make_task_env(task, 500)
         key = jax.random.fold_in(jax.random.PRNGKey(0), 100 + i)
         per_episode, eps = evaluate.fly(task_env, 500, episodes, held, teachers_state=state.learner, key=key)
         m = evaluate.summarize(per_episode, eps)
-        out[task] = {"success": round(m["success"], 3), "position_error": round(m["position_error"], 3),
-                     "steady_state_error_xyz": evaluate.steady_state_error(eps)}
+        out[task] = {
+            "success": round(m["success"], 3),
+            "position_error": round(m["position_error"], 3),
+            "steady_state_error_xyz": evaluate.steady_state_error(eps),
+        }
     return out
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["# RAPTOR teacher study", "",
-             "SAC teachers trained on the 8 held-out quadrotors of the evaluation (seed 0), each flying its own"
-             " quadrotor for 16 hover and 16 tracking episodes (128 per task): what the student imitates. One"
-             " command per row: `python -m benchmarks.raptor_teachers --variant=NAME --settings=SETTINGS`.",
-             "Training seconds are wall-clock on the 2-core machine, some rows next to other jobs (compare quality,"
-             " not time; the cost of a setting is its updates per teacher x batch size).", "",
-             "| variant | settings | updates per teacher | train s | hover success | hover error m | track success |"
-             " track error m | steady-state error x/y/z m (hover) |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "# RAPTOR teacher study",
+        "",
+        "SAC teachers trained on the 8 held-out quadrotors of the evaluation (seed 0), each flying its own"
+        " quadrotor for 16 hover and 16 tracking episodes (128 per task): what the student imitates. One"
+        " command per row: `python -m benchmarks.raptor_teachers --variant=NAME --settings=SETTINGS`.",
+        "Training seconds are wall-clock on the 2-core machine, some rows next to other jobs (compare quality,"
+        " not time; the cost of a setting is its updates per teacher x batch size).",
+        "",
+        "| variant | settings | updates per teacher | train s | hover success | hover error m | track success |"
+        " track error m | steady-state error x/y/z m (hover) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         h, t = r["hover"], r["track"]
         ss = "/".join(f"{v:.2f}" for v in h["steady_state_error_xyz"])
-        lines.append(f"| {r['name']} | `{r['settings']}` | {r.get('updates_per_teacher', '')} | {r['train_s']} |"
-                     f" {100 * h['success']:.0f}% | {h['position_error']:.3f} | {100 * t['success']:.0f}% |"
-                     f" {t['position_error']:.3f} | {ss} |")
+        lines.append(
+            f"| {r['name']} | `{r['settings']}` | {r.get('updates_per_teacher', '')} | {r['train_s']} |"
+            f" {100 * h['success']:.0f}% | {h['position_error']:.3f} | {100 * t['success']:.0f}% |"
+            f" {t['position_error']:.3f} | {ss} |"
+        )
     notes = sorted({r["note"] for r in rows if r.get("note")})
     if notes:
         lines += [""] + [f"Note: {n} (rows {', '.join(r['name'] for r in rows if r.get('note') == n)})." for n in notes]

@@ -69,7 +69,9 @@ def _host_config(spec: dict):
     from robojax.agents.sac.config import HOST_SAC_DEFAULTS, HostTrainConfig
 
     sac = dataclasses.replace(HOST_SAC_DEFAULTS, **spec.get("sac", {}))
-    return dataclasses.replace(HostTrainConfig(), **{k: v for k, v in spec.items() if k not in ("sac", "host")}, sac=sac)
+    return dataclasses.replace(
+        HostTrainConfig(), **{k: v for k, v in spec.items() if k not in ("sac", "host")}, sac=sac
+    )
 
 
 def run_child(spec: dict) -> None:
@@ -82,26 +84,38 @@ def run_child(spec: dict) -> None:
 
         train_start = time.time()
         result = host_loop.train(_host_config(spec))
-        print("RESULT " + json.dumps({
-            "train_start_unix": train_start,
-            "first_iteration_s": 0.0,
-            "env_steps": result.steps,
-            "updates": result.updates,
-            "wall_s": result.wall_s,
-            "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
-        }), flush=True)
+        print(
+            "RESULT "
+            + json.dumps(
+                {
+                    "train_start_unix": train_start,
+                    "first_iteration_s": 0.0,
+                    "env_steps": result.steps,
+                    "updates": result.updates,
+                    "wall_s": result.wall_s,
+                    "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
+                }
+            ),
+            flush=True,
+        )
         return
     from robojax.agents.sac.train import train
 
     train_start = time.time()
     result = train(_config(spec))
-    print("RESULT " + json.dumps({
-        "train_start_unix": train_start,
-        "first_iteration_s": result.first_iteration_s,
-        "env_steps": result.steps,
-        "wall_s": result.wall_s,
-        "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
-    }), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "train_start_unix": train_start,
+                "first_iteration_s": result.first_iteration_s,
+                "env_steps": result.steps,
+                "wall_s": result.wall_s,
+                "evals": [(e["env_steps"], e["wall_s"], e["eval/return"]) for e in result.eval_history],
+            }
+        ),
+        flush=True,
+    )
 
 
 def threshold_run(env: str, seed: int, threshold: float, sac: dict | None = None, host: bool = False) -> dict:
@@ -121,15 +135,25 @@ def threshold_run(env: str, seed: int, threshold: float, sac: dict | None = None
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.sac", f"--child={json.dumps(spec)}"],
-            capture_output=True, text=True, timeout=_TIME_LIMIT.value, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+            capture_output=True,
+            text=True,
+            timeout=_TIME_LIMIT.value,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
         )
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode or not lines:
             raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        out = json.loads(lines[-1][len("RESULT "):])
+        out = json.loads(lines[-1][len("RESULT ") :])
     except subprocess.TimeoutExpired:
-        return {"env": env, "seed": seed, "sac": sac or {}, "threshold": threshold, "reached": False,
-                "timed_out": True, "process_wall_s": time.time() - launch}
+        return {
+            "env": env,
+            "seed": seed,
+            "sac": sac or {},
+            "threshold": threshold,
+            "reached": False,
+            "timed_out": True,
+            "process_wall_s": time.time() - launch,
+        }
     startup_s = out["train_start_unix"] - launch  # interpreter start and imports
     hit = next(((s, w, r) for s, w, r in out["evals"] if r >= threshold), None)
     row = {
@@ -196,8 +220,13 @@ def throughput(num_envs: int, iterations: int = 3) -> dict:
             "first_call_s": compile_s,
             "iteration_s": dt,
         }
-    row = {"num_envs": num_envs, "steps_per_iteration": steps, "utd_ratio": base.sac.utd_ratio,
-           "batch_size": base.sac.batch_size, **{f"{p}_{k}": v for p, r in rows.items() for k, v in r.items()}}
+    row = {
+        "num_envs": num_envs,
+        "steps_per_iteration": steps,
+        "utd_ratio": base.sac.utd_ratio,
+        "batch_size": base.sac.batch_size,
+        **{f"{p}_{k}": v for p, r in rows.items() for k, v in r.items()},
+    }
     print(
         f"  num_envs {num_envs:4d}: {row['train_env_steps_per_s']:,.0f} env steps/s,"
         f" {row['train_critic_updates_per_s']:,.0f} critic updates/s; collection alone"
@@ -336,15 +365,20 @@ def render_markdown(results: dict) -> list[str]:
 
 
 def _threshold_target(rows: list[dict], env: str, threshold: float) -> dict:
-    goal = (f"{env} eval return >= {threshold:.0f} within {BUDGET_S:.0f} s wall-clock on 2 CPU cores, compilation"
-            f" included, {TARGET_SEEDS} seeds (measured: the slowest seed's seconds to threshold)")
+    goal = (
+        f"{env} eval return >= {threshold:.0f} within {BUDGET_S:.0f} s wall-clock on 2 CPU cores, compilation"
+        f" included, {TARGET_SEEDS} seeds (measured: the slowest seed's seconds to threshold)"
+    )
     rows = [r for r in rows if r["env"] == env]
     if not rows:
         return missing(goal, "no time-to-threshold runs of this task in the results")
     reached = [r for r in rows if r.get("reached")]
-    note = (f"{len(reached)}/{len(rows)} seeds reached it; env steps "
-            + "/".join(_fmt(r.get("env_steps_to_threshold")) for r in rows)
-            + ", seconds " + "/".join(_fmt(r.get("seconds_to_threshold")) for r in rows))
+    note = (
+        f"{len(reached)}/{len(rows)} seeds reached it; env steps "
+        + "/".join(_fmt(r.get("env_steps_to_threshold")) for r in rows)
+        + ", seconds "
+        + "/".join(_fmt(r.get("seconds_to_threshold")) for r in rows)
+    )
     if len(reached) < len(rows):
         return target(None, goal, False, note)
     worst = max(r["seconds_to_threshold"] for r in rows)
@@ -353,8 +387,10 @@ def _threshold_target(rows: list[dict], env: str, threshold: float) -> dict:
 
 def targets(results: dict) -> dict:
     """Issue 3's targets block from the saved results (see benchmarks/targets.py)."""
-    out = {f"{env}_{threshold:.0f}_within_5_min": _threshold_target(results.get("time_to_threshold", []), env, threshold)
-           for env, threshold in THRESHOLDS.items()}
+    out = {
+        f"{env}_{threshold:.0f}_within_5_min": _threshold_target(results.get("time_to_threshold", []), env, threshold)
+        for env, threshold in THRESHOLDS.items()
+    }
     for utd in TARGET_UTDS:
         goal = f"reported: env steps to eval return >= 900 on cartpole_balance at utd_ratio {utd} (median over seeds)"
         rows = [r for r in results.get("utd", []) if r["sac"].get("utd_ratio") == utd]
@@ -363,20 +399,28 @@ def targets(results: dict) -> dict:
             out[f"utd_{utd}_env_steps_to_900"] = missing(goal, "utd_ratio not in the sweep's results")
         else:
             out[f"utd_{utd}_env_steps_to_900"] = target(
-                statistics.median(reached) if len(reached) == len(rows) else None, goal, len(reached) == len(rows),
-                f"{len(reached)}/{len(rows)} seeds reached 900")
+                statistics.median(reached) if len(reached) == len(rows) else None,
+                goal,
+                len(reached) == len(rows),
+                f"{len(reached)}/{len(rows)} seeds reached 900",
+            )
     gym = results.get("gym")
     goal = "gymnasium InvertedPendulum-v5 solved (eval return 1000) through the host actor/learner loop"
     if not gym or not gym.get("rows"):
         out["gym_inverted_pendulum_solved"] = missing(goal, "no host-loop runs in the results")
     else:
         rows = gym["rows"]
-        solved = [r for r in rows if r.get("reached") and gym["env"] == "InvertedPendulum-v5" and gym["threshold"] >= 1000]
+        solved = [
+            r for r in rows if r.get("reached") and gym["env"] == "InvertedPendulum-v5" and gym["threshold"] >= 1000
+        ]
         best = [r["best_return"] for r in rows if "best_return" in r]  # a timed-out run has none
         out["gym_inverted_pendulum_solved"] = target(
-            min(best) if len(best) == len(rows) else None, goal, len(solved) == len(rows),
+            min(best) if len(best) == len(rows) else None,
+            goal,
+            len(solved) == len(rows),
             f"lowest best eval return over {len(rows)} seeds; {len(solved)}/{len(rows)} reached 1000, at env steps "
-            + "/".join(_fmt(r.get("env_steps_to_threshold")) for r in rows))
+            + "/".join(_fmt(r.get("env_steps_to_threshold")) for r in rows),
+        )
     by_envs = {r["num_envs"]: r for r in results.get("throughput", [])}
     for n in TARGET_NUM_ENVS:
         goal = f"reported: env steps/s and gradient updates/s of the on-device loop at num_envs {n}"
@@ -385,9 +429,12 @@ def targets(results: dict) -> dict:
         else:
             r = by_envs[n]
             out[f"throughput_num_envs_{n}"] = target(
-                r["train_env_steps_per_s"], goal, True,
+                r["train_env_steps_per_s"],
+                goal,
+                True,
                 f"env steps/s; {r['train_critic_updates_per_s']:,.0f} critic and {r['train_actor_updates_per_s']:,.0f}"
-                " actor updates/s")
+                " actor updates/s",
+            )
     return out
 
 
@@ -454,7 +501,9 @@ def main(argv):
             "threshold": _GYM_THRESHOLD.value,
             "eval_interval": _EVAL_INTERVAL.value,
             "defaults": dataclasses.asdict(HostTrainConfig()),
-            "rows": [threshold_run(_GYM_ENV.value, int(seed), _GYM_THRESHOLD.value, host=True) for seed in _SEEDS.value],
+            "rows": [
+                threshold_run(_GYM_ENV.value, int(seed), _GYM_THRESHOLD.value, host=True) for seed in _SEEDS.value
+            ],
             "load_average_before_after": [load_before, os.getloadavg()],
         }
         if not device_parts:

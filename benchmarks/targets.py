@@ -61,8 +61,10 @@ def check_targets(block) -> None:
         if not isinstance(entry, dict) or not {"measured", "goal", "met"} <= set(entry):
             raise ValueError(f"target {name!r} needs the keys measured, goal and met, got {entry!r}")
         if not isinstance(entry["measured"], _MEASURED_TYPES):
-            raise ValueError(f"target {name!r}: measured must be a number, bool, string or null,"
-                             f" got {type(entry['measured']).__name__}")
+            raise ValueError(
+                f"target {name!r}: measured must be a number, bool, string or null,"
+                f" got {type(entry['measured']).__name__}"
+            )
         if isinstance(entry["measured"], float) and not math.isfinite(entry["measured"]):
             raise ValueError(f"target {name!r}: measured is {entry['measured']}; record a missing figure as null")
         if not isinstance(entry["goal"], str) or not entry["goal"]:
@@ -124,8 +126,10 @@ def record_targets(stem: str, targets_fn) -> dict:
     with open(stem + ".json") as f:
         results = json.load(f)
     if not isinstance(results.get("targets", {}), dict):
-        raise ValueError(f"{stem}.json: 'targets' holds {type(results['targets']).__name__}, not a targets block;"
-                         " move those figures to another key first (benchmarks.sac --render_only does so for sac)")
+        raise ValueError(
+            f"{stem}.json: 'targets' holds {type(results['targets']).__name__}, not a targets block;"
+            " move those figures to another key first (benchmarks.sac --render_only does so for sac)"
+        )
     results["targets"] = block = targets_fn(results)
     check_targets(block)
     _write_text(stem + ".json", json.dumps(results, indent=1) + "\n")

@@ -21,7 +21,17 @@ from robojax.envs.registry import (
     task_class,
 )
 
-__all__ = ["PLAYGROUND_PREFIX", "check_name", "gymnasium_id", "is_known", "make", "names", "register", "register_tasks", "task_class"]
+__all__ = [
+    "PLAYGROUND_PREFIX",
+    "check_name",
+    "gymnasium_id",
+    "is_known",
+    "make",
+    "names",
+    "register",
+    "register_tasks",
+    "task_class",
+]
 
 # name -> (lazy entry "module:Class", gymnasium id); modules import on first `make`.
 _TASKS: dict[str, tuple[str, str]] = {

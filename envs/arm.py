@@ -71,15 +71,17 @@ class _ArmEnv(MjxEnv):
 
     def _read(self, data) -> dict:
         cube = None if self._cube_body is None else self.cube_pos(data)
-        return arm_task.read_state(data.qpos, data.qvel, self.ee_pos(data), data.site_xmat[self._ee], cube,
-                                   self._cube_qpos, self._cube_qvel)
+        return arm_task.read_state(
+            data.qpos, data.qvel, self.ee_pos(data), data.site_xmat[self._ee], cube, self._cube_qpos, self._cube_qvel
+        )
 
     def _ik(self, data, ee_target) -> jax.Array:
         """Joint targets that move the ee towards `ee_target` with the gripper pointing down."""
         jacp, jacr = mjx.jac(self.mjx_model, data, self.ee_pos(data), self._hand_body)
         jac = jnp.concatenate([jacp.T, jacr.T])[:, :ARM_JOINTS]  # (6, 7)
-        return self.ik_joint_targets(jnp, self._read(data), jac, ee_target, self._home_qpos[:ARM_JOINTS],
-                                     self._q_low, self._q_high)
+        return self.ik_joint_targets(
+            jnp, self._read(data), jac, ee_target, self._home_qpos[:ARM_JOINTS], self._q_low, self._q_high
+        )
 
     def _ctrl(self, data, action) -> jax.Array:
         action = jnp.clip(action, -1.0, 1.0)
@@ -135,7 +137,7 @@ class ArmPushCube(arm_task.PushCube, _ArmEnv):
         yaw = jax.random.uniform(k_yaw, (), minval=-self.max_start_yaw, maxval=self.max_start_yaw)
         quat = jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
         i = self._cube_qpos
-        qpos = qpos.at[i:i + 3].set(jnp.concatenate([cube_xy, jnp.array([0.025])])).at[i + 3:i + 7].set(quat)
+        qpos = qpos.at[i : i + 3].set(jnp.concatenate([cube_xy, jnp.array([0.025])])).at[i + 3 : i + 7].set(quat)
         goal = jnp.concatenate([goal_xy, jnp.zeros(1)])
         data = self.make_data(qpos, jnp.zeros(self.mj_model.nv), ctrl=ctrl, mocap_pos=goal[None])
         return data, {"goal": goal}
@@ -152,7 +154,9 @@ class ArmPickPlace(arm_task.PickPlace, _ArmEnv):
         yaw = jax.random.uniform(k_yaw, (), minval=-self.max_start_yaw, maxval=self.max_start_yaw)
         quat = jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
         i = self._cube_qpos
-        qpos = qpos.at[i:i + 3].set(jnp.concatenate([cube_xy, jnp.array([self.cube_half])])).at[i + 3:i + 7].set(quat)
+        qpos = (
+            qpos.at[i : i + 3].set(jnp.concatenate([cube_xy, jnp.array([self.cube_half])])).at[i + 3 : i + 7].set(quat)
+        )
         target = jnp.concatenate([target_xy, jnp.array([self.cube_half])])
         mocap = jnp.concatenate([target_xy, jnp.zeros(1)])[None]
         data = self.make_data(qpos, jnp.zeros(self.mj_model.nv), ctrl=ctrl, mocap_pos=mocap)

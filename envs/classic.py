@@ -124,10 +124,12 @@ class Reacher(MjxEnv):
 
     def _reset_physics(self, key):
         k1, k2, k3 = jax.random.split(key, 3)
-        qpos = jnp.stack([
-            jax.random.uniform(k1, minval=-jnp.pi, maxval=jnp.pi),
-            jax.random.uniform(k2, minval=-2.5, maxval=2.5),
-        ])
+        qpos = jnp.stack(
+            [
+                jax.random.uniform(k1, minval=-jnp.pi, maxval=jnp.pi),
+                jax.random.uniform(k2, minval=-2.5, maxval=2.5),
+            ]
+        )
         # Targets anywhere in the reachable annulus, uniform in area.
         ka, kr = jax.random.split(k3)
         angle = jax.random.uniform(ka, minval=-jnp.pi, maxval=jnp.pi)
@@ -142,9 +144,9 @@ class Reacher(MjxEnv):
 
     def _observe(self, data, episode):
         q = data.qpos
-        return jnp.concatenate([
-            jnp.cos(q), jnp.sin(q), data.qvel, episode["target"], self._to_target(data, episode)
-        ])[jnp.array([0, 2, 1, 3, 4, 5, 6, 7, 8, 9])].astype(jnp.float32)
+        return jnp.concatenate([jnp.cos(q), jnp.sin(q), data.qvel, episode["target"], self._to_target(data, episode)])[
+            jnp.array([0, 2, 1, 3, 4, 5, 6, 7, 8, 9])
+        ].astype(jnp.float32)
 
     def _reward(self, data, episode, action):
         dist = jnp.linalg.norm(self._to_target(data, episode))

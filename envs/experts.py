@@ -81,8 +81,11 @@ def push_cube_action(env: Env, state: EnvState, key: jax.Array, noise: float = 0
     repos_goal = jnp.where(
         at_pre,
         jnp.concatenate([pre, jnp.array([push_z])]),
-        jnp.where(lift_first, jnp.concatenate([ee[:2], jnp.array([clear_z])]),
-                  jnp.concatenate([pre, jnp.array([jnp.where(path_hits_cube, clear_z, ee[2])])])),
+        jnp.where(
+            lift_first,
+            jnp.concatenate([ee[:2], jnp.array([clear_z])]),
+            jnp.concatenate([pre, jnp.array([jnp.where(path_hits_cube, clear_z, ee[2])])]),
+        ),
     )
     goal_pos = jnp.where(behind, jnp.concatenate([push_xy, jnp.array([push_z])]), repos_goal)
     action = _move(task, ee, goal_pos, gain=4.0)
@@ -156,7 +159,9 @@ def expert_action(env: Env, state: EnvState, key: jax.Array, noise: float = 0.0)
         return pick_place_action(env, state, key, noise)
     if isinstance(task, ArmPushCube):
         return push_cube_action(env, state, key, noise)
-    raise ValueError(f"no scripted expert for {type(task).__name__}; experts exist for arm_push_cube and arm_pick_place")
+    raise ValueError(
+        f"no scripted expert for {type(task).__name__}; experts exist for arm_push_cube and arm_pick_place"
+    )
 
 
 def make_rollout(env: Env, episode_length: int, noise: float = 0.0):
@@ -179,8 +184,14 @@ def make_rollout(env: Env, episode_length: int, noise: float = 0.0):
         def body(state, _):
             action = act(state, expert_keys)
             nxt = env.step(state, action)
-            out = {"obs": state.obs, "action": action, "reward": nxt.reward, "terminated": nxt.terminated,
-                   "done": nxt.done, "success": nxt.info["success"]}
+            out = {
+                "obs": state.obs,
+                "action": action,
+                "reward": nxt.reward,
+                "terminated": nxt.terminated,
+                "done": nxt.done,
+                "success": nxt.info["success"],
+            }
             return nxt, out
 
         _, traj = jax.lax.scan(body, state, None, length=episode_length)

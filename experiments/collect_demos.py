@@ -85,8 +85,13 @@ def collect(
         env=env_name,
         control_dt=float(env.dt),
         discrete_action_dims=discrete,
-        metadata={"source": "scripted expert (envs.experts)", "noise": noise, "seed": seed,
-                  "episode_length": length, "only_successful": only_successful},
+        metadata={
+            "source": "scripted expert (envs.experts)",
+            "noise": noise,
+            "seed": seed,
+            "episode_length": length,
+            "only_successful": only_successful,
+        },
     ) as writer:
         while written < num_episodes and attempts < max_attempts:
             indices = np.arange(attempts, attempts + num_envs)
@@ -103,17 +108,31 @@ def collect(
                 successes += success
                 if (only_successful and not success) or written >= num_episodes:
                     continue
-                meta = {"seed": seed, "key_index": int(indices[b]), "noise": noise,
-                        "return": float(batch["reward"][:n, b].sum())}
+                meta = {
+                    "seed": seed,
+                    "key_index": int(indices[b]),
+                    "noise": noise,
+                    "return": float(batch["reward"][:n, b].sum()),
+                }
                 meta["mode"] = MODES[int(batch["mode"][b])] if multimodal else None
-                writer.add_episode(batch["obs"][:n, b], batch["action"][:n, b], rewards=batch["reward"][:n, b],
-                                   success=success, metadata=meta)
+                writer.add_episode(
+                    batch["obs"][:n, b],
+                    batch["action"][:n, b],
+                    rewards=batch["reward"][:n, b],
+                    success=success,
+                    metadata=meta,
+                )
                 written += 1
             bar.update(written)
     elapsed = time.perf_counter() - t0
     summary = {
-        "env": env_name, "out": out, "written": written, "attempts": attempts,
-        "success_rate": successes / max(attempts, 1), "seconds": elapsed, "first_batch_seconds": compile_s,
+        "env": env_name,
+        "out": out,
+        "written": written,
+        "attempts": attempts,
+        "success_rate": successes / max(attempts, 1),
+        "seconds": elapsed,
+        "first_batch_seconds": compile_s,
     }
     if written < num_episodes:
         raise RuntimeError(
@@ -128,9 +147,16 @@ def main(argv):
     if not _OUT.value:
         raise app.UsageError("--out=DIR is required")
     s = collect(
-        _ENV.value, _OUT.value, _NUM_EPISODES.value, seed=_SEED.value, num_envs=_NUM_ENVS.value, noise=_NOISE.value,
-        only_successful=_ONLY_SUCCESSFUL.value, episode_length=_EPISODE_LENGTH.value,
-        max_attempts=_MAX_ATTEMPTS.value, overwrite=_OVERWRITE.value,
+        _ENV.value,
+        _OUT.value,
+        _NUM_EPISODES.value,
+        seed=_SEED.value,
+        num_envs=_NUM_ENVS.value,
+        noise=_NOISE.value,
+        only_successful=_ONLY_SUCCESSFUL.value,
+        episode_length=_EPISODE_LENGTH.value,
+        max_attempts=_MAX_ATTEMPTS.value,
+        overwrite=_OVERWRITE.value,
     )
     print(
         f"{s['env']}: wrote {s['written']} episodes to {s['out']}; expert success rate"

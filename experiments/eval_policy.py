@@ -64,16 +64,25 @@ def main(argv: typing.Sequence[str]) -> None:
 
     enable_compilation_cache(_COMPILE_CACHE.value)
     try:
-        result = run(_CHECKPOINT.value, inference, episodes=_EPISODES.value, num_envs=_NUM_ENVS.value,
-                     latency_actions=_LATENCY_ACTIONS.value, seed=_SEED.value, env=_ENV.value,
-                     episode_length=_EPISODE_LENGTH.value)
+        result = run(
+            _CHECKPOINT.value,
+            inference,
+            episodes=_EPISODES.value,
+            num_envs=_NUM_ENVS.value,
+            latency_actions=_LATENCY_ACTIONS.value,
+            seed=_SEED.value,
+            env=_ENV.value,
+            episode_length=_EPISODE_LENGTH.value,
+        )
     except (FileNotFoundError, ValueError) as e:
         raise app.UsageError(str(e)) from None
     mode = inference.inference
     lines = [f"policy {result['checkpoint']} ({result['objective']}), inference {mode}"]
     if "success" in result:
-        lines.append(f"success rate {100 * result['success']:.1f}% over {result['episodes']} episodes of"
-                     f" {result['env']} ({result['wall_s']:.0f} s)")
+        lines.append(
+            f"success rate {100 * result['success']:.1f}% over {result['episodes']} episodes of"
+            f" {result['env']} ({result['wall_s']:.0f} s)"
+        )
     if "latency" in result:
         lat = result["latency"]
         lines.append(

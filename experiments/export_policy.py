@@ -28,13 +28,16 @@ from __future__ import annotations
 import json
 import os
 
-import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from absl import app, flags
+
+import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run, policy, checkpoints or checkpoint-step directory.")
 _OUT = flags.DEFINE_string("out", None, "Artifact directory to write (written aside, then renamed in).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to export (default: the final policy, else the latest).")
-_PLATFORMS = flags.DEFINE_list("platforms", ["cpu"], "Platforms to lower for: cpu, cuda (cuda lowers on a CPU machine).")
+_PLATFORMS = flags.DEFINE_list(
+    "platforms", ["cpu"], "Platforms to lower for: cpu, cuda (cuda lowers on a CPU machine)."
+)
 _STOCHASTIC = flags.DEFINE_boolean("stochastic", False, "Export the sampling policy instead of tanh(mean).")
 _CONTROL_DT = flags.DEFINE_float(
     "control_dt", None, "Control period in seconds (default: the robojax task's; required for other envs)."
@@ -128,8 +131,11 @@ def detect_kind(path: str) -> str:
             fmt = _checkpoint_format(os.path.join(path, "checkpoints", "student"))
         fmt = fmt or _checkpoint_format(path)
         if fmt is not None:
-            for prefix, kind in (("robojax.sac.", "sac"), ("robojax.diffusion_policy", "diffusion_policy"),
-                                 ("robojax.raptor", "raptor")):
+            for prefix, kind in (
+                ("robojax.sac.", "sac"),
+                ("robojax.diffusion_policy", "diffusion_policy"),
+                ("robojax.raptor", "raptor"),
+            ):
                 if fmt.startswith(prefix):
                     return kind
         fmt = f"format {fmt!r}" if fmt else "no recognisable saved metadata (policy.json, config.json, checkpoints)"
@@ -149,7 +155,9 @@ def _inference_config(saved):
 def _export(kind: str):
     platforms = tuple(_PLATFORMS.value)
     if kind != "sac" and _STOCHASTIC.value:
-        raise app.UsageError("--stochastic applies to SAC only (Diffusion Policy always samples; RAPTOR is deterministic)")
+        raise app.UsageError(
+            "--stochastic applies to SAC only (Diffusion Policy always samples; RAPTOR is deterministic)"
+        )
     if kind != "diffusion_policy":
         given = sorted(name for name, flag in _INFERENCE.items() if flag.value is not None)
         if given:
@@ -183,8 +191,9 @@ def _export(kind: str):
 
     source = load_raptor_source(_CHECKPOINT.value, step=_STEP.value)
     control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
-    return export_raptor_student(source, _OUT.value, control_dt=control_dt, platforms=platforms,
-                                 overwrite=_OVERWRITE.value)
+    return export_raptor_student(
+        source, _OUT.value, control_dt=control_dt, platforms=platforms, overwrite=_OVERWRITE.value
+    )
 
 
 def main(argv):
@@ -201,8 +210,10 @@ def main(argv):
     print(f"  source      {src.get('path')}  sha256 {str(src.get('sha256'))[:16]}...")
     chunking = sidecar["action_chunking"]
     if chunking.get("chunk_length", 1) > 1:
-        print(f"  chunking    Tp={chunking['chunk_length']} Ta={chunking['executed_steps']}"
-              f" inference={chunking.get('inference')} nfe/chunk={chunking.get('nfe_per_chunk')}")
+        print(
+            f"  chunking    Tp={chunking['chunk_length']} Ta={chunking['executed_steps']}"
+            f" inference={chunking.get('inference')} nfe/chunk={chunking.get('nfe_per_chunk')}"
+        )
     if sidecar["carry"]:
         print(f"  carry       {', '.join(c['name'] + str(c['shape']) for c in sidecar['carry'])}")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from absl import flags
 
@@ -35,7 +36,9 @@ _FIELD_DEFAULT = object()
 
 
 def define_flag(
-    field: dataclasses.Field, default: Any = _FIELD_DEFAULT, name: str | None = None,
+    field: dataclasses.Field,
+    default: Any = _FIELD_DEFAULT,
+    name: str | None = None,
     flag_values: flags.FlagValues = flags.FLAGS,
 ) -> None:
     """An absl flag named (`name`, default the field's name) and documented like the config field.
@@ -96,7 +99,10 @@ def _field_default(f: dataclasses.Field) -> Any:
 
 
 def config_flags(
-    cls: type, prefixes: Mapping[str, str] | None = None, skip: Sequence[str] = (), defaults: Any = None,
+    cls: type,
+    prefixes: Mapping[str, str] | None = None,
+    skip: Sequence[str] = (),
+    defaults: Any = None,
     prefix_sep: str = "_",
 ) -> tuple[list[ConfigFlag], dict[str, str]]:
     """The flags of every leaf field of `cls` and its nested configs, and `{old flag: new flag}` of renames.
@@ -128,16 +134,22 @@ def config_flags(
     seen: dict[str, str] = {}
     for cf in out:
         if cf.flag in seen:
-            raise ValueError(f"{cls.__name__}: fields {seen[cf.flag]} and {cf.path} would both be --{cf.flag};"
-                             " give one of their nested configs another prefix")
+            raise ValueError(
+                f"{cls.__name__}: fields {seen[cf.flag]} and {cf.path} would both be --{cf.flag};"
+                " give one of their nested configs another prefix"
+            )
         seen[cf.flag] = cf.path
     renames = {old: new for old, new in renames.items() if old not in seen}
     return out, renames
 
 
 def define_config_flags(
-    cls: type, prefixes: Mapping[str, str] | None = None, skip: Sequence[str] = (), defaults: Any = None,
-    prefix_sep: str = "_", flag_values: flags.FlagValues = flags.FLAGS,
+    cls: type,
+    prefixes: Mapping[str, str] | None = None,
+    skip: Sequence[str] = (),
+    defaults: Any = None,
+    prefix_sep: str = "_",
+    flag_values: flags.FlagValues = flags.FLAGS,
 ) -> list[str]:
     """Define one flag per leaf field of `cls` (see `config_flags`) plus the renamed fields' old flags.
 
@@ -160,8 +172,13 @@ def check_renamed_flags(renames: Mapping[str, str], flag_values: flags.FlagValue
 
 
 def config_from_flags(
-    cls: type, prefixes: Mapping[str, str] | None = None, skip: Sequence[str] = (),
-    overrides: Mapping[str, Any] | None = None, base: Any = None, only_set: bool = False, prefix_sep: str = "_",
+    cls: type,
+    prefixes: Mapping[str, str] | None = None,
+    skip: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    base: Any = None,
+    only_set: bool = False,
+    prefix_sep: str = "_",
     flag_values: flags.FlagValues = flags.FLAGS,
 ) -> Any:
     """The validated `cls` config (nested configs built too) from the flags `define_config_flags` made.

@@ -21,8 +21,9 @@ import json
 import os
 import sys
 
-import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from absl import app, flags
+
+import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 
 _POLICY = flags.DEFINE_string("policy", None, "Policy artifact directory (experiments.export_policy).")
 _ROBOT = flags.DEFINE_string("robot", "tcp://127.0.0.1:5555", "Robot server address.")
@@ -35,7 +36,8 @@ _TIMEOUT_MS = flags.DEFINE_float("timeout_ms", None, "Deadline of each robot cal
 _SEED = flags.DEFINE_integer("seed", 0, "Episode i resets robot and policy with seed + i.")
 _LOG = flags.DEFINE_string("log", None, "Episode dataset directory to log to (appended to; none: no log).")
 _RT_PRIORITY = flags.DEFINE_integer(
-    "realtime_priority", 0, "Run the control loop under SCHED_FIFO at this priority (1-99; root or CAP_SYS_NICE).")
+    "realtime_priority", 0, "Run the control loop under SCHED_FIFO at this priority (1-99; root or CAP_SYS_NICE)."
+)
 _SUMMARY = flags.DEFINE_string("summary_json", None, "Write the run summary as JSON here.")
 _PLATFORM = flags.DEFINE_string("platform", "cpu", "Where the policy runs (cpu or cuda, if exported for it).")
 
@@ -70,9 +72,14 @@ def main(argv):
         fail(str(e))
     rate = _RATE.value or 1.0 / policy.control_dt
     try:
-        config = ControllerConfig(rate_hz=rate, episodes=_EPISODES.value,
-                                  episode_steps=_EPISODE_STEPS.value or None, max_missed=_MAX_MISSED.value,
-                                  seed=_SEED.value, realtime_priority=_RT_PRIORITY.value)
+        config = ControllerConfig(
+            rate_hz=rate,
+            episodes=_EPISODES.value,
+            episode_steps=_EPISODE_STEPS.value or None,
+            max_missed=_MAX_MISSED.value,
+            seed=_SEED.value,
+            realtime_priority=_RT_PRIORITY.value,
+        )
     except ValueError as e:
         fail(str(e))
     timeout_s = (_TIMEOUT_MS.value / 1e3) if _TIMEOUT_MS.value else 0.5 * config.period_s
@@ -83,9 +90,15 @@ def main(argv):
         if _LOG.value:
             writer = _open_log(_LOG.value, policy, client, rate)
         controller = Controller(
-            policy, client, config, writer=writer,
-            episode_metadata={"policy": policy.directory, "policy_name": policy.metadata.get("name", ""),
-                              "robot": _ROBOT.value},
+            policy,
+            client,
+            config,
+            writer=writer,
+            episode_metadata={
+                "policy": policy.directory,
+                "policy_name": policy.metadata.get("name", ""),
+                "robot": _ROBOT.value,
+            },
             log=lambda msg: print(msg, flush=True),
         )
         print(f"running {policy} on {_ROBOT.value} at {rate:g} Hz (call timeout {timeout_s * 1e3:.1f} ms)", flush=True)
@@ -106,8 +119,6 @@ def main(argv):
 
 def _open_log(path: str, policy, client, rate: float):
     """The episode dataset; the robot's INFO names the task (only INFO is sent here, nothing that moves)."""
-    from robojax.data.episodes import EpisodeWriter
-    from robojax.envs.core import ArraySpec
 
     try:
         info = client.info(timeout_s=max(1.0, client.timeout_s))
@@ -133,8 +144,13 @@ def _writer(path, policy, info, rate):
         ArraySpec.from_dict(policy.action_spec.to_dict()),
         env=info.get("task"),
         control_dt=1.0 / rate,
-        metadata={"source": "experiments.run_controller", "robot": info.get("robot"), "task": info.get("task"),
-                  "policy": policy.directory, "policy_name": policy.metadata.get("name", "")},
+        metadata={
+            "source": "experiments.run_controller",
+            "robot": info.get("robot"),
+            "task": info.get("task"),
+            "policy": policy.directory,
+            "policy_name": policy.metadata.get("name", ""),
+        },
         append=True,
     )
 

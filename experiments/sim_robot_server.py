@@ -16,7 +16,9 @@ import sys
 
 from absl import app, flags
 
-_TASK = flags.DEFINE_enum("task", "arm_reach", ["arm_reach", "arm_push_cube", "arm_pick_place"], "Which arm task to simulate.")
+_TASK = flags.DEFINE_enum(
+    "task", "arm_reach", ["arm_reach", "arm_push_cube", "arm_pick_place"], "Which arm task to simulate."
+)
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Interface to bind; anything but loopback requires --token.")
 _PORT = flags.DEFINE_integer("port", 5555, "TCP port (0: any free port).")
 _TOKEN = flags.DEFINE_string("token", None, "Shared secret clients must present (>= 16 bytes).")
@@ -36,8 +38,9 @@ def main(argv):
     host = f"[{_HOST.value}]" if ":" in _HOST.value else _HOST.value
     bind = f"tcp://{host}:{_PORT.value}"
     try:
-        server = SimRobotServer(_TASK.value, bind=bind, token=_TOKEN.value,
-                                real_time_factor=_RTF.value, seed=_SEED.value)
+        server = SimRobotServer(
+            _TASK.value, bind=bind, token=_TOKEN.value, real_time_factor=_RTF.value, seed=_SEED.value
+        )
     except (InsecureBindError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

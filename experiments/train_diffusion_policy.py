@@ -42,7 +42,6 @@ def config_from_flags() -> TrainConfig:
     return config_flags.config_from_flags(TrainConfig, prefixes=_PREFIXES, overrides=overrides)
 
 
-
 def main(argv: typing.Sequence[str]) -> None:
     config = config_flags.start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     from robojax.agents.diffusion_policy.train import train

@@ -42,7 +42,6 @@ def config_from_flags() -> RaptorConfig:
     return config_flags.config_from_flags(RaptorConfig, prefixes=_PREFIXES, skip=_SKIP)
 
 
-
 def main(argv: typing.Sequence[str]) -> None:
     run_experiment(argv)
 
@@ -59,12 +58,13 @@ def run_experiment(argv: typing.Sequence[str]):
         result = run(config)
     except CheckpointMismatchError as e:
         raise app.UsageError(str(e)) from None
-    print(f"\nRAPTOR, {config.num_teachers} teachers, held-out quadrotors: {config.eval.num_quadrotors}"
-          f" ({config.eval.episodes_per_quadrotor} episodes each)")
+    print(
+        f"\nRAPTOR, {config.num_teachers} teachers, held-out quadrotors: {config.eval.num_quadrotors}"
+        f" ({config.eval.episodes_per_quadrotor} episodes each)"
+    )
     print(result.table)
     spent = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
-    print(f"stages: {spent}; skipped (already done): {result.skipped or 'none'};"
-          f" total {result.wall_s:.0f} s")
+    print(f"stages: {spent}; skipped (already done): {result.skipped or 'none'}; total {result.wall_s:.0f} s")
     if result.teacher_env_steps_per_s:
         print(f"teacher training throughput: {result.teacher_env_steps_per_s:,.0f} env steps/s across all teachers")
     print(f"run directory: {result.workdir} (results.json, tracking.png, export/, *.jsonl, checkpoints/)")

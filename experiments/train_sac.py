@@ -29,8 +29,7 @@ import typing
 from absl import app, flags
 
 from experiments import flags as config_flags
-from robojax.agents.sac.config import TrainConfig
-from robojax.agents.sac.config import HostTrainConfig
+from robojax.agents.sac.config import HostTrainConfig, TrainConfig
 
 # SAC's fields keep their plain names (--critic_hidden_dims); both loops share the flags of the
 # fields they have in common, with the on-device loop's defaults.
@@ -40,7 +39,9 @@ _HOST_NAMES = {f.name for f in dataclasses.fields(HostTrainConfig)}
 _DEVICE_ONLY = tuple(sorted(_TRAIN_NAMES - _HOST_NAMES))
 
 _INTERVENTION = flags.DEFINE_enum(
-    "intervention", "none", ["none", "keyboard", "spacemouse"],
+    "intervention",
+    "none",
+    ["none", "keyboard", "spacemouse"],
     "Host loop (gymnasium ids) only: a human source whose actions replace the policy's and also go"
     " to the demo buffer. keyboard: keys a/d, s/w, j/l, k/i, u/o, n/m drive action dims 0..5 to -1/+1"
     " (stdin must be a terminal); spacemouse: needs the optional `pyspacemouse` package.",
@@ -78,8 +79,8 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
 
     A robojax task name gives a `TrainConfig` (on-device loop); a gymnasium id a `HostTrainConfig`.
     """
-    from robojax.envs.host import is_gym_id
     from robojax.envs import registry
+    from robojax.envs.host import is_gym_id
 
     if not registry.is_known(FLAGS.env) and is_gym_id(FLAGS.env):
         return host_config_from_flags()
@@ -91,7 +92,6 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
     if FLAGS.workdir is None:
         overrides["workdir"] = os.path.join("runs", f"sac_{FLAGS.env}_{time.strftime('%Y%m%d-%H%M%S')}")
     return config_flags.config_from_flags(TrainConfig, prefixes=_PREFIXES, overrides=overrides)
-
 
 
 def main(argv: typing.Sequence[str]) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -77,7 +78,8 @@ def check_compatible(saved: Any, expected: Any, where: str = "checkpoint") -> No
     walk(json.loads(json.dumps(saved)), json.loads(json.dumps(expected)), "")
     if problems:
         raise CheckpointMismatchError(
-            f"{where} does not match this run:\n  " + "\n  ".join(problems)
+            f"{where} does not match this run:\n  "
+            + "\n  ".join(problems)
             + "\nUse the settings the checkpoint was written with, or start a new run in a new directory."
         )
 
@@ -132,12 +134,10 @@ class Checkpointer:
             raise NotADirectoryError(f"checkpoint path {self.directory} exists and is not a directory")
         if not create and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"no checkpoint directory at {self.directory}")
-        options = ocp.CheckpointManagerOptions(
-            preservation_policy=preservation_policy.LatestN(keep), create=create
-        )
+        options = ocp.CheckpointManagerOptions(preservation_policy=preservation_policy.LatestN(keep), create=create)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:

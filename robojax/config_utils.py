@@ -13,8 +13,8 @@ import dataclasses
 import functools
 import math
 import typing
-from typing import Any, Mapping, Sequence
-
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 # --------------------------------------------------------------------------------------------- fields
 
@@ -136,7 +136,8 @@ def nested_config_types(cls: type) -> dict[str, type]:
     """`{field name: config class}` of the fields of `cls` that hold a nested config dataclass."""
     hints = typing.get_type_hints(cls)
     return {
-        f.name: hints[f.name] for f in dataclasses.fields(cls)
+        f.name: hints[f.name]
+        for f in dataclasses.fields(cls)
         if isinstance(hints.get(f.name), type) and dataclasses.is_dataclass(hints[f.name])
     }
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -102,8 +103,15 @@ def make_episode_evaluator(
             return (nxt, policy_carry, acc), out
 
         false = jnp.zeros(n, bool)
-        acc = {"return": jnp.zeros(n, jnp.float32), "length": jnp.zeros(n, jnp.int32), "success": false,
-               "success_any_step": false, "terminated": false, "truncated": false, "running": jnp.ones(n, bool)}
+        acc = {
+            "return": jnp.zeros(n, jnp.float32),
+            "length": jnp.zeros(n, jnp.int32),
+            "success": false,
+            "success_any_step": false,
+            "terminated": false,
+            "truncated": false,
+            "running": jnp.ones(n, bool),
+        }
         (_, _, acc), traced = jax.lax.scan(body, (state, policy.init_carry(), acc), policy_keys)
         result = {k: acc[k] for k in PER_EPISODE}
         result["truncated"] = acc["truncated"] | acc["running"]  # cut by the evaluation horizon
@@ -270,11 +278,13 @@ def measure_latency(policy: Policy, env: Env, *, num_actions: int = 200, seed: i
     }
     if k > 1 or policy.action_chunking is not None:  # a chunked policy replanning every call still plans
         chunk_ms = np.asarray(replans or cold) * 1e3
-        out.update({
-            "per_chunk_ms_p50": float(np.percentile(chunk_ms, 50)),
-            "per_chunk_ms_p99": float(np.percentile(chunk_ms, 99)),
-            "first_chunk_ms": float(np.mean(cold) * 1e3) if cold else None,
-            "replans": len(replans),
-        })
+        out.update(
+            {
+                "per_chunk_ms_p50": float(np.percentile(chunk_ms, 50)),
+                "per_chunk_ms_p99": float(np.percentile(chunk_ms, 99)),
+                "first_chunk_ms": float(np.mean(cold) * 1e3) if cold else None,
+                "replans": len(replans),
+            }
+        )
         out.update({name: value for name, value in (policy.action_chunking or {}).items() if name.startswith("nfe_")})
     return out

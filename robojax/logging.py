@@ -12,7 +12,8 @@ import math
 import os
 import sys
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 class MetricsSink:
@@ -156,9 +157,7 @@ class ProgressBar:
         if enabled and hasattr(stream, "isatty") and stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=total, initial=initial, unit=unit, unit_scale=True, file=stream, dynamic_ncols=True
-            )
+            self._bar = tqdm(total=total, initial=initial, unit=unit, unit_scale=True, file=stream, dynamic_ncols=True)
 
     @property
     def enabled(self) -> bool:

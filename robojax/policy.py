@@ -19,7 +19,8 @@ replans all envs on one shared clock instead.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +53,7 @@ class Policy:
     normalization: Mapping[str, Any] | None = None
     action_chunking: Mapping[str, Any] | None = None
     evals_per_action: float | None = None
-    batched: Callable[[int], "Policy"] | None = None
+    batched: Callable[[int], Policy] | None = None
     batch_size: int | None = None
     extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

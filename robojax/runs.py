@@ -35,7 +35,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 
@@ -103,6 +104,7 @@ def crossed(before: int, after: int, interval: int) -> bool:
 
 # ---- metadata and the resume fingerprint -----------------------------------------------------------
 
+
 def run_metadata(fmt: str, config: Mapping, **fields: Any) -> dict:
     """What a run records about itself (config.json, every checkpoint, the saved policy).
 
@@ -139,6 +141,7 @@ def resume_fingerprint(metadata: Mapping, resumable: Sequence[str] = ()) -> dict
 
 
 # ---- the run ---------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class RunRecord:

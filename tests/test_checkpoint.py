@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from robojax.checkpoint import (
-    CheckpointMismatchError,
     Checkpointer,
+    CheckpointMismatchError,
     check_compatible,
     load_policy,
     restore_numpy,

@@ -7,20 +7,26 @@ import pytest
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig
 from robojax.agents.diffusion_policy.config import TrainConfig as DPTrainConfig
 from robojax.agents.raptor.config import DistillConfig, RaptorConfig, TeacherConfig
-from robojax.agents.sac.config import SACConfig
+from robojax.agents.sac.config import HostTrainConfig, SACConfig
 from robojax.agents.sac.config import TrainConfig as SACTrainConfig
-from robojax.agents.sac.config import HostTrainConfig
 from robojax.config_utils import from_dict, to_dict
 
 CONFIGS = [
     SACConfig(actor_hidden_dims=(32, 16), target_entropy=-1.5),
     SACTrainConfig(env="pendulum_swingup", sac=SACConfig(critic_hidden_dims=(8,))),
     HostTrainConfig(),
-    DPTrainConfig(dataset="demos", policy=DiffusionPolicyConfig(down_dims=(8, 16)),
-                  inference=InferenceConfig(inference="rti", rti_start_step=5)),
+    DPTrainConfig(
+        dataset="demos",
+        policy=DiffusionPolicyConfig(down_dims=(8, 16)),
+        inference=InferenceConfig(inference="rti", rti_start_step=5),
+    ),
     InferenceConfig(inference="ddpm"),
-    RaptorConfig(num_teachers=3, workdir="/tmp/r", teacher=TeacherConfig(sac=SACConfig(batch_size=64)),
-                 distill=DistillConfig(epochs=7)),
+    RaptorConfig(
+        num_teachers=3,
+        workdir="/tmp/r",
+        teacher=TeacherConfig(sac=SACConfig(batch_size=64)),
+        distill=DistillConfig(epochs=7),
+    ),
 ]
 
 

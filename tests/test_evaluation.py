@@ -34,13 +34,21 @@ class Climb(Env):
     def reset(self, key):
         x_key, rng = jax.random.split(key)
         x = jax.random.uniform(x_key, (), minval=-1.5, maxval=0.5)
-        return EnvState(physics=x, obs=jnp.stack([x, 0.0]), reward=jnp.zeros(()), terminated=jnp.zeros((), bool),
-                        truncated=jnp.zeros((), bool), info={"success": jnp.zeros((), bool)}, rng=rng)
+        return EnvState(
+            physics=x,
+            obs=jnp.stack([x, 0.0]),
+            reward=jnp.zeros(()),
+            terminated=jnp.zeros((), bool),
+            truncated=jnp.zeros((), bool),
+            info={"success": jnp.zeros((), bool)},
+            rng=rng,
+        )
 
     def step(self, state, action):
         x = state.physics + 0.5 * action[0]
-        return state.replace(physics=x, obs=jnp.stack([x, state.obs[1] + 1.0]), reward=x, terminated=x > 2.0,
-                             info={"success": x > 1.0})
+        return state.replace(
+            physics=x, obs=jnp.stack([x, state.obs[1] + 1.0]), reward=x, terminated=x > 2.0, info={"success": x > 1.0}
+        )
 
 
 def climb(num_envs=None):
@@ -108,8 +116,11 @@ def test_matches_a_plain_python_loop(horizon):
 def test_steps_after_an_episode_end_are_masked():
     n = 4
     always_up = stateless(lambda obs, key: jnp.ones(1), name="up")
-    got = jax.device_get(make_episode_evaluator(climb(n), lambda _: always_up, episode_length=3 * TIME_LIMIT)(
-        None, jax.random.PRNGKey(0)))
+    got = jax.device_get(
+        make_episode_evaluator(climb(n), lambda _: always_up, episode_length=3 * TIME_LIMIT)(
+            None, jax.random.PRNGKey(0)
+        )
+    )
     x0 = np.asarray(jax.vmap(lambda k: climb().reset(k).physics)(jax.random.split(jax.random.PRNGKey(0), n)))
     # x climbs 0.5 per step and terminates on first exceeding 2: the return is the sum of x over those steps.
     for i in range(n):
@@ -123,8 +134,7 @@ def test_steps_after_an_episode_end_are_masked():
 def test_recurrent_carry_is_threaded_and_traced():
     n, horizon = 3, 5
     policy = recurrent_policy()
-    run = make_episode_evaluator(climb(n), lambda _: policy, episode_length=horizon,
-                                 trace=lambda s, a, nxt: a[:, 0])
+    run = make_episode_evaluator(climb(n), lambda _: policy, episode_length=horizon, trace=lambda s, a, nxt: a[:, 0])
     got = jax.device_get(run(None, jax.random.PRNGKey(1)))
     actions = got["trace"]  # [T, n]
     assert actions.shape == (horizon, n) and got["valid"].shape == (horizon, n)
@@ -167,8 +177,9 @@ def test_evaluate_aggregates_batches():
 def test_sac_deterministic_policy_matches_sac_evaluator():
     """The SAC evaluator's numbers, from the generic evaluator: it can replace sac.train.make_evaluator."""
     env = ReachOrigin()
-    config = SACConfig(actor_hidden_dims=(16, 16), critic_hidden_dims=(8,), critic_ensemble_size=2,
-                       normalize_observations=True)
+    config = SACConfig(
+        actor_hidden_dims=(16, 16), critic_hidden_dims=(8,), critic_ensemble_size=2, normalize_observations=True
+    )
     state = sac_learner.init(jax.random.PRNGKey(0), env.observation_spec, env.action_spec, config)
     state = sac_learner.update_observation_normalizer(state, np.random.default_rng(0).uniform(-1, 1, (64, 1)))
 
@@ -188,8 +199,15 @@ def test_sac_deterministic_policy_matches_sac_evaluator():
 def test_measure_latency_reports_steps_and_chunks():
     env = EpisodeStatistics(ReachOrigin())  # 25-step episodes
     plain = measure_latency(stateless(lambda obs, key: -obs, evals_per_action=1), env, num_actions=30)
-    assert {"actions", "per_action_ms_mean", "per_action_ms_p50", "per_action_ms_p99", "evals_per_action",
-            "action_steps", "device"} <= set(plain)
+    assert {
+        "actions",
+        "per_action_ms_mean",
+        "per_action_ms_p50",
+        "per_action_ms_p99",
+        "evals_per_action",
+        "action_steps",
+        "device",
+    } <= set(plain)
     assert plain["actions"] == 30 and plain["evals_per_action"] == 1 and plain["action_steps"] == 1
     assert 0 < plain["per_action_ms_p50"] <= plain["per_action_ms_p99"]
     assert "per_chunk_ms_p50" not in plain
@@ -201,9 +219,18 @@ def test_measure_latency_reports_steps_and_chunks():
         chunk = jnp.where(index % k == 0, jnp.tanh(-obs[0] * jnp.arange(1.0, k + 1.0)), chunk)
         return chunk[index % k][None], (index + 1, chunk)
 
-    chunked = Policy(lambda: (jnp.zeros((), jnp.int32), jnp.zeros(k)), step, evals_per_action=1 / k,
-                     action_chunking={"chunk_length": k, "executed_steps": k, "nfe_first_chunk": 1,
-                                      "nfe_per_chunk": 1, "nfe_per_action": 1 / k})
+    chunked = Policy(
+        lambda: (jnp.zeros((), jnp.int32), jnp.zeros(k)),
+        step,
+        evals_per_action=1 / k,
+        action_chunking={
+            "chunk_length": k,
+            "executed_steps": k,
+            "nfe_first_chunk": 1,
+            "nfe_per_chunk": 1,
+            "nfe_per_action": 1 / k,
+        },
+    )
     out = measure_latency(chunked, env, num_actions=50)
     assert out["action_steps"] == k and out["evals_per_action"] == pytest.approx(0.25)
     assert {"per_chunk_ms_p50", "per_chunk_ms_p99", "first_chunk_ms"} <= set(out)

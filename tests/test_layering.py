@@ -60,19 +60,21 @@ def violations() -> list[str]:
             if own and other and other != own and (own, other) not in ALLOWED_LEARNER_IMPORTS:
                 found.add(f"{where}:{line}: learner {own!r} imports learner {other!r}")
             if other and not where.startswith("robojax/agents/"):
-                found.add(f"{where}:{line}: imports learner {other!r}; only learners may (inside robojax agents sit on top)")
+                found.add(
+                    f"{where}:{line}: imports learner {other!r}; only learners may (inside robojax agents sit on top)"
+                )
             if module in ("absl.flags", "absl.app") or module.startswith(("absl.flags.", "absl.app.")):
                 found.add(f"{where}:{line}: imports {module} (absl flags live only in experiments/)")
     return sorted(found, key=lambda v: (v.split(":")[0], int(v.split(":")[1])))
-
-
 
 
 def test_checker_sees_imports_inside_functions_and_relative_imports(tmp_path):
     pkg = tmp_path / "robojax" / "agents" / "sac"
     pkg.mkdir(parents=True)
     src = pkg / "mod.py"
-    src.write_text("def f():\n    import envs.quadrotor\n    from ..raptor import distill\n    from absl import flags\n")
+    src.write_text(
+        "def f():\n    import envs.quadrotor\n    from ..raptor import distill\n    from absl import flags\n"
+    )
     global ROOT
     old = ROOT
     try:

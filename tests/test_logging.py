@@ -4,7 +4,6 @@ import io
 import json
 import os
 
-
 from robojax import logging as rlog
 
 

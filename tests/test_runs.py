@@ -24,8 +24,14 @@ def _state(step):
 
 def _train(workdir, *, resume=False, total=300, metadata=None, kill_after=None):
     """A toy loop on the scaffold: 100 steps per iteration, eval every 100, checkpoint every 200."""
-    with runs.Run(workdir, resume=resume, resumable=RESUMABLE, checkpoints_to_keep=2, progress_bar=False,
-                  metadata=metadata or _metadata(total_steps=total)) as run:
+    with runs.Run(
+        workdir,
+        resume=resume,
+        resumable=RESUMABLE,
+        checkpoints_to_keep=2,
+        progress_bar=False,
+        metadata=metadata or _metadata(total_steps=total),
+    ) as run:
         state = _state(0)
         if run.resuming:
             state, _ = run.restore(state)
@@ -78,8 +84,11 @@ def test_resume_of_nothing_and_a_new_run_over_an_old_one_are_refused(tmp_path):
 
 def test_resume_refuses_a_different_run_and_names_the_fields(tmp_path):
     _train(str(tmp_path), total=200)
-    other = runs.run_metadata("robojax.test.loop/1", {"total_steps": 300, "lr": 0.2, "workdir": None, "resume": True,
-                                                      "nested": {"epochs": 3, "width": 16}}, env="probe")
+    other = runs.run_metadata(
+        "robojax.test.loop/1",
+        {"total_steps": 300, "lr": 0.2, "workdir": None, "resume": True, "nested": {"epochs": 3, "width": 16}},
+        env="probe",
+    )
     with pytest.raises(CheckpointMismatchError) as error:
         _train(str(tmp_path), resume=True, metadata=other)
     message = str(error.value)
@@ -89,8 +98,9 @@ def test_resume_refuses_a_different_run_and_names_the_fields(tmp_path):
     assert "start a new run in a new directory" in message
     assert "Settings a resume may change: total_steps, workdir, resume, nested.epochs" in message
     # Only resumable fields changed: the run continues where it stopped.
-    record, state = _train(str(tmp_path), resume=True, metadata=_metadata(total_steps=300, resume=True,
-                                                                         nested={"epochs": 5, "width": 8}))
+    record, state = _train(
+        str(tmp_path), resume=True, metadata=_metadata(total_steps=300, resume=True, nested={"epochs": 5, "width": 8})
+    )
     assert record.steps == 300 and int(state["step"]) == 300
 
 
@@ -135,8 +145,9 @@ def test_metadata_is_needed_before_the_loop_starts(tmp_path):
 def test_stages_are_skipped_when_done_and_the_config_must_match_on_rerun(tmp_path):
     def pipeline(metadata):
         done = []
-        with runs.Run(str(tmp_path), checkpoints=False, resumable=RESUMABLE, metadata=metadata,
-                      progress_bar=False) as run:
+        with runs.Run(
+            str(tmp_path), checkpoints=False, resumable=RESUMABLE, metadata=metadata, progress_bar=False
+        ) as run:
             run.start()
             run.log(1, {"pipeline/reruns": 1.0})
             for name in ("first", "second"):

@@ -72,8 +72,16 @@ def rotor_positions(arm_length) -> jax.Array:
     return jnp.concatenate([xy, jnp.zeros((4, 1), jnp.float32)], axis=-1)
 
 
-def _derived_parameters(mass, thrust_to_weight, arm_length, torque_to_inertia, torque_constant,
-                        motor_tau_up, motor_tau_down, disturbance_std) -> dict:
+def _derived_parameters(
+    mass,
+    thrust_to_weight,
+    arm_length,
+    torque_to_inertia,
+    torque_constant,
+    motor_tau_up,
+    motor_tau_down,
+    disturbance_std,
+) -> dict:
     f = lambda x: jnp.asarray(x, jnp.float32)
     mass, thrust_to_weight, arm_length = f(mass), f(thrust_to_weight), f(arm_length)
     max_thrust = thrust_to_weight * GRAVITY * mass / 4.0  # per motor: 4 f(1) = r_t2w m g
@@ -151,9 +159,21 @@ def sample_parameters(key: jax.Array) -> dict:
 
 def make_parameters(**values) -> dict:
     """Parameters from the primary quantities (mass, thrust_to_weight, arm_length, ...)."""
-    base = {k: float(np.asarray(v)) for k, v in nominal_parameters().items()
-            if k in ("mass", "thrust_to_weight", "arm_length", "torque_to_inertia",
-                     "torque_constant", "motor_tau_up", "motor_tau_down", "disturbance_std")}
+    base = {
+        k: float(np.asarray(v))
+        for k, v in nominal_parameters().items()
+        if k
+        in (
+            "mass",
+            "thrust_to_weight",
+            "arm_length",
+            "torque_to_inertia",
+            "torque_constant",
+            "motor_tau_up",
+            "motor_tau_down",
+            "disturbance_std",
+        )
+    }
     unknown = sorted(set(values) - set(base))
     if unknown:
         raise ValueError(f"make_parameters got unknown {unknown}; valid: {sorted(base)}")
@@ -162,26 +182,33 @@ def make_parameters(**values) -> dict:
 
 # ---- rigid-body maths ------------------------------------------------------------------------
 
+
 def quat_multiply(a: jax.Array, b: jax.Array) -> jax.Array:
     """Hamilton product of [w, x, y, z] quaternions."""
     aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
     bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return jnp.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], axis=-1)
+    return jnp.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
 
 
 def quat_to_rotation(q: jax.Array) -> jax.Array:
     """Rotation matrix (body -> world) of a unit [w, x, y, z] quaternion."""
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return jnp.stack([
-        jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], axis=-2)
+    return jnp.stack(
+        [
+            jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=-2,
+    )
 
 
 def axis_angle_to_quat(axis: jax.Array, angle: jax.Array) -> jax.Array:
@@ -203,8 +230,9 @@ def hover_motor_speed(params: dict) -> jax.Array:
     return (-c1 + jnp.sqrt(c1 * c1 - 4.0 * c2 * (c0 - target))) / (2.0 * c2)
 
 
-def state_derivative(params: dict, state: dict, motor_setpoint: jax.Array,
-                     force_ext: jax.Array, torque_ext: jax.Array) -> dict:
+def state_derivative(
+    params: dict, state: dict, motor_setpoint: jax.Array, force_ext: jax.Array, torque_ext: jax.Array
+) -> dict:
     """Time derivative of (position, quaternion, velocity, angular_velocity, motor)."""
     q, w, motor = state["quaternion"], state["angular_velocity"], state["motor"]
     f = thrust(params, motor)
@@ -229,8 +257,14 @@ def state_derivative(params: dict, state: dict, motor_setpoint: jax.Array,
     }
 
 
-def rk4_step(params: dict, state: dict, motor_setpoint: jax.Array, dt: float,
-             force_ext: jax.Array | None = None, torque_ext: jax.Array | None = None) -> dict:
+def rk4_step(
+    params: dict,
+    state: dict,
+    motor_setpoint: jax.Array,
+    dt: float,
+    force_ext: jax.Array | None = None,
+    torque_ext: jax.Array | None = None,
+) -> dict:
     """One classic RK4 step of length `dt`; the quaternion is renormalised afterwards."""
     force_ext = jnp.zeros(3, jnp.float32) if force_ext is None else force_ext
     torque_ext = jnp.zeros(3, jnp.float32) if torque_ext is None else torque_ext
@@ -240,7 +274,6 @@ def rk4_step(params: dict, state: dict, motor_setpoint: jax.Array, dt: float,
     k2 = deriv(axpy(state, k1, dt / 2))
     k3 = deriv(axpy(state, k2, dt / 2))
     k4 = deriv(axpy(state, k3, dt))
-    out = jax.tree.map(lambda x, a, b, c, d: x + dt / 6.0 * (a + 2 * b + 2 * c + d),
-                       state, k1, k2, k3, k4)
+    out = jax.tree.map(lambda x, a, b, c, d: x + dt / 6.0 * (a + 2 * b + 2 * c + d), state, k1, k2, k3, k4)
     q = out["quaternion"]
     return {**out, "quaternion": q / jnp.linalg.norm(q)}

@@ -28,10 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs.quadrotor import dynamics as dyn
 from robojax.envs.core import ArraySpec, Env, EnvState
 from robojax.tasks.quadrotor import TEACHER_OBS_KEY
-
-from envs.quadrotor import dynamics as dyn
 
 OBS_SIZE = 22
 TEACHER_OBS_SIZE = 29
@@ -207,8 +206,10 @@ class QuadrotorEnv(Env):
         """
         missing = sorted(set(dyn.PARAMETER_NAMES) - set(params))
         if missing:
-            raise ValueError(f"quadrotor parameters are missing {missing}; build them with"
-                             " envs.quadrotor.sample_parameters or nominal_parameters")
+            raise ValueError(
+                f"quadrotor parameters are missing {missing}; build them with"
+                " envs.quadrotor.sample_parameters or nominal_parameters"
+            )
         if jnp.ndim(params["mass"]) != 0:
             raise ValueError(
                 "QuadrotorEnv.reset_with_parameters got batched parameters; reset a batched"
@@ -227,10 +228,14 @@ class QuadrotorEnv(Env):
             truncated=jnp.zeros((), bool),
             episode=episode,
             dynamics={k: jnp.asarray(v, jnp.float32) for k, v in params.items()},
-            info={"success": jnp.ones((), bool), TEACHER_OBS_KEY: teacher_obs,
-                  "position_error": pos_err},
-            metrics={"position_cost": zero, "orientation_cost": zero, "action_cost": zero,
-                     "position_error": pos_err, "velocity_error": zero},
+            info={"success": jnp.ones((), bool), TEACHER_OBS_KEY: teacher_obs, "position_error": pos_err},
+            metrics={
+                "position_cost": zero,
+                "orientation_cost": zero,
+                "action_cost": zero,
+                "position_error": pos_err,
+                "velocity_error": zero,
+            },
             rng=rng,
         )
 
@@ -241,10 +246,10 @@ class QuadrotorEnv(Env):
         p_rel = physics["position"] - ref_pos
         v_rel = physics["velocity"] - ref_vel
         rotation = dyn.quat_to_rotation(physics["quaternion"]).reshape(9)
-        obs = jnp.concatenate([p_rel, rotation, v_rel, physics["angular_velocity"],
-                               physics["previous_action"]]).astype(jnp.float32)
-        teacher_obs = jnp.concatenate([obs, 2.0 * physics["motor"] - 1.0,
-                                       physics["force_noise"]]).astype(jnp.float32)
+        obs = jnp.concatenate([p_rel, rotation, v_rel, physics["angular_velocity"], physics["previous_action"]]).astype(
+            jnp.float32
+        )
+        teacher_obs = jnp.concatenate([obs, 2.0 * physics["motor"] - 1.0, physics["force_noise"]]).astype(jnp.float32)
         return obs, teacher_obs, jnp.linalg.norm(p_rel)
 
     def advance(self, params: dict, physics: dict, action: jax.Array) -> dict:
@@ -295,12 +300,22 @@ class QuadrotorEnv(Env):
             reward=reward,
             terminated=terminated,
             truncated=jnp.zeros((), bool),
-            info={**state.info, "success": ~terminated, TEACHER_OBS_KEY: teacher_obs,
-                  "position_error": jnp.where(finite, pos_err, DIVERGED_ERROR)},
-            metrics=jax.tree.map(lambda x: jnp.where(finite, x, DIVERGED_ERROR), {
-                "position_cost": position_cost, "orientation_cost": orientation_cost,
-                "action_cost": action_cost, "position_error": pos_err,
-                "velocity_error": jnp.linalg.norm(v_rel)}),
+            info={
+                **state.info,
+                "success": ~terminated,
+                TEACHER_OBS_KEY: teacher_obs,
+                "position_error": jnp.where(finite, pos_err, DIVERGED_ERROR),
+            },
+            metrics=jax.tree.map(
+                lambda x: jnp.where(finite, x, DIVERGED_ERROR),
+                {
+                    "position_cost": position_cost,
+                    "orientation_cost": orientation_cost,
+                    "action_cost": action_cost,
+                    "position_error": pos_err,
+                    "velocity_error": jnp.linalg.norm(v_rel),
+                },
+            ),
         )
 
 

@@ -27,6 +27,7 @@ import optax
 from envs.quadrotor import dynamics as dyn
 from envs.quadrotor.env import QuadrotorEnv
 
+
 def _rollout(env: QuadrotorEnv, state, logits: jax.Array):
     """Positions, velocities and angular velocities under actions tanh(logits) (hover task)."""
 
@@ -43,13 +44,17 @@ def _excess(env: QuadrotorEnv, state, logits: jax.Array, margin: float) -> tuple
     position, velocity, angular_velocity = _rollout(env, state, logits)
     pos_bound = env.position_threshold_arms * state.dynamics["arm_length"]
     over = lambda x, bound: jax.nn.relu(jnp.abs(x) - margin * bound)
-    penalty = (100.0 * jnp.sum(jnp.square(over(velocity, env.velocity_threshold)))
-               + jnp.sum(jnp.square(over(angular_velocity, env.angular_velocity_threshold)))
-               + 100.0 * jnp.sum(jnp.square(over(position, pos_bound)))
-               + 1e-3 * (jnp.sum(jnp.square(velocity)) + jnp.sum(jnp.square(position))))
-    crossed = (jnp.any(jnp.abs(velocity) > env.velocity_threshold)
-               | jnp.any(jnp.abs(angular_velocity) > env.angular_velocity_threshold)
-               | jnp.any(jnp.abs(position) > pos_bound))
+    penalty = (
+        100.0 * jnp.sum(jnp.square(over(velocity, env.velocity_threshold)))
+        + jnp.sum(jnp.square(over(angular_velocity, env.angular_velocity_threshold)))
+        + 100.0 * jnp.sum(jnp.square(over(position, pos_bound)))
+        + 1e-3 * (jnp.sum(jnp.square(velocity)) + jnp.sum(jnp.square(position)))
+    )
+    crossed = (
+        jnp.any(jnp.abs(velocity) > env.velocity_threshold)
+        | jnp.any(jnp.abs(angular_velocity) > env.angular_velocity_threshold)
+        | jnp.any(jnp.abs(position) > pos_bound)
+    )
     return penalty, crossed
 
 
@@ -74,8 +79,16 @@ def _solver(env: QuadrotorEnv, horizon: int, iterations: int, learning_rate: flo
 
 
 def survivable_starts(
-    env: QuadrotorEnv, dynamics: dict, keys: jax.Array, *, horizon: int = 60, iterations: int = 2000,
-    restarts: int = 6, learning_rate: float = 0.1, margin: float = 0.97, seed: int = 0,
+    env: QuadrotorEnv,
+    dynamics: dict,
+    keys: jax.Array,
+    *,
+    horizon: int = 60,
+    iterations: int = 2000,
+    restarts: int = 6,
+    learning_rate: float = 0.1,
+    margin: float = 0.97,
+    seed: int = 0,
 ) -> jax.Array:
     """Whether each start can be flown for `horizon` steps without crossing a termination bound.
 

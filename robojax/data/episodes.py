@@ -40,7 +40,8 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -299,7 +300,9 @@ class EpisodeWriter:
                 raise DatasetError(f"add_episode: extra {name!r} is reserved or not an identifier; rename it")
             value = np.asarray(value)
             if value.ndim == 0 or value.shape[0] != t or value.dtype == object:
-                raise DatasetError(f"add_episode: extra {name!r} has shape {value.shape}; extras are per-step [T={t}, ...]")
+                raise DatasetError(
+                    f"add_episode: extra {name!r} has shape {value.shape}; extras are per-step [T={t}, ...]"
+                )
             arrays[name] = value
         success = None if success is None else bool(success)
         meta = _json_ready({**dict(metadata or {}), "success": success}, "episode metadata")
@@ -314,7 +317,7 @@ class EpisodeWriter:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> "EpisodeWriter":
+    def __enter__(self) -> EpisodeWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -341,20 +344,26 @@ def _read_index(path: str) -> dict:
         with open(index_path, "rb") as f:
             header = json.loads(f.read().decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{index_path} is not readable JSON ({e}); the file is corrupt: re-record the dataset") from e
+        raise DatasetError(
+            f"{index_path} is not readable JSON ({e}); the file is corrupt: re-record the dataset"
+        ) from e
     if not isinstance(header, dict):
         raise DatasetError(f"{index_path} holds {type(header).__name__}, not a JSON object; re-record the dataset")
     fmt = header.get("format")
     if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith(_FORMAT_PREFIX):
-            fix = f"it was written by a different robojax version; read it with the version that wrote it or re-record it"
+            fix = (
+                "it was written by a different robojax version; read it with the version that wrote it or re-record it"
+            )
         else:
             fix = "this is not a robojax episode dataset; record one with experiments.collect_demos"
         raise DatasetError(f"{index_path}: unknown format {fmt!r} (this robojax reads {FORMAT!r}); {fix}")
     required = ("observation_spec", "action_spec", "episodes")
     missing = [k for k in required if k not in header]
     if missing:
-        raise DatasetError(f"{index_path} lacks {missing}; the file is incomplete or hand-edited: re-record the dataset")
+        raise DatasetError(
+            f"{index_path} lacks {missing}; the file is incomplete or hand-edited: re-record the dataset"
+        )
     for key in ("observation_spec", "action_spec"):
         try:
             ArraySpec.from_dict(header[key])
@@ -363,7 +372,9 @@ def _read_index(path: str) -> dict:
     if not isinstance(header["episodes"], list) or not all(
         isinstance(e, dict) and "file" in e and "length" in e for e in header["episodes"]
     ):
-        raise DatasetError(f"{index_path}: 'episodes' must be a list of {{'file', 'length', ...}}; re-record the dataset")
+        raise DatasetError(
+            f"{index_path}: 'episodes' must be a list of {{'file', 'length', ...}}; re-record the dataset"
+        )
     return header
 
 
@@ -387,15 +398,20 @@ def _load_episode(path: str, entry: dict, obs_spec: ArraySpec, act_spec: ArraySp
         ) from e
     missing = [k for k in _RESERVED if k not in arrays]
     if missing:
-        raise DatasetError(f"episode file {file} lacks arrays {missing}; it was not written by EpisodeWriter: re-record it")
+        raise DatasetError(
+            f"episode file {file} lacks arrays {missing}; it was not written by EpisodeWriter: re-record it"
+        )
     obs, act, rew = arrays.pop("observations"), arrays.pop("actions"), arrays.pop("rewards")
     try:
         meta = json.loads(str(arrays.pop("metadata")))
     except json.JSONDecodeError as e:
         raise DatasetError(f"episode file {file}: 'metadata' is not valid JSON ({e}); re-record it") from e
     length = int(entry["length"])
-    lengths = {"observations": obs.shape[0] if obs.ndim else None, "actions": act.shape[0] if act.ndim else None,
-               "rewards": rew.shape[0] if rew.ndim else None}
+    lengths = {
+        "observations": obs.shape[0] if obs.ndim else None,
+        "actions": act.shape[0] if act.ndim else None,
+        "rewards": rew.shape[0] if rew.ndim else None,
+    }
     lengths.update({f"extra {k!r}": (v.shape[0] if v.ndim else None) for k, v in arrays.items()})
     bad = {k: n for k, n in lengths.items() if n != length}
     if bad:
@@ -418,7 +434,9 @@ def _load_episode(path: str, entry: dict, obs_spec: ArraySpec, act_spec: ArraySp
     if np.issubdtype(obs.dtype, np.floating) and not np.all(np.isfinite(obs)):
         raise DatasetError(f"episode file {file}: observations contain NaN/inf; drop this episode or re-record it")
     success = entry.get("success", meta.get("success"))
-    return Episode(obs, act, rew.astype(np.float32, copy=False), None if success is None else bool(success), arrays, meta)
+    return Episode(
+        obs, act, rew.astype(np.float32, copy=False), None if success is None else bool(success), arrays, meta
+    )
 
 
 def load_episodes(
@@ -450,7 +468,9 @@ def load_episodes(
             )
     dims = tuple(int(d) for d in header.get("discrete_action_dims", ()))
     if any(not 0 <= d < act_spec.size for d in dims):
-        raise DatasetError(f"{index_path}: discrete_action_dims {list(dims)} out of range for {act_spec.size} action dims")
+        raise DatasetError(
+            f"{index_path}: discrete_action_dims {list(dims)} out of range for {act_spec.size} action dims"
+        )
     episodes = [_load_episode(path, entry, obs_spec, act_spec) for entry in header["episodes"]]
     return EpisodeDataset(
         path=path,

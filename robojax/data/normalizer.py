@@ -15,7 +15,8 @@ is only centred, mapped to 0 and back, with no division by ~0.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ class RunningMeanStd:
     count: jax.Array
 
     @classmethod
-    def create(cls, shape: tuple[int, ...]) -> "RunningMeanStd":
+    def create(cls, shape: tuple[int, ...]) -> RunningMeanStd:
         """Statistics of zero samples: normalising is the identity until the first update."""
         return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.zeros((), jnp.float32))
 
@@ -57,6 +58,7 @@ def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0, eps: floa
 
 
 # ---- fitted on a dataset ---------------------------------------------------------------------------
+
 
 def _xp(x):
     return jnp if isinstance(x, jax.Array) else np
@@ -90,7 +92,7 @@ class ObsNormalizer:
     scale: jax.Array
 
     @classmethod
-    def fit(cls, observations, method: str = "min_max", eps: float = 1e-4) -> "ObsNormalizer":
+    def fit(cls, observations, method: str = "min_max", eps: float = 1e-4) -> ObsNormalizer:
         """method: min_max, mean_std or none; dims with a scale <= eps are only centred."""
         obs = _finite_rows(observations, "observations")
         if method == "min_max":
@@ -123,7 +125,7 @@ class MinMaxNormalizer:
     range_eps: float = struct.field(pytree_node=False, default=1e-4)
 
     @classmethod
-    def fit(cls, actions, discrete_dims: Sequence[int] = (), range_eps: float = 1e-4) -> "MinMaxNormalizer":
+    def fit(cls, actions, discrete_dims: Sequence[int] = (), range_eps: float = 1e-4) -> MinMaxNormalizer:
         actions = _finite_rows(actions, "actions")
         dims = tuple(sorted(int(d) for d in discrete_dims))
         if any(not 0 <= d < actions.shape[-1] for d in dims):
@@ -161,7 +163,7 @@ class MinMaxNormalizer:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MinMaxNormalizer":
+    def from_dict(cls, d: Mapping[str, Any]) -> MinMaxNormalizer:
         if d.get("type", "minmax") != "minmax":
             raise ValueError(f"not a MinMaxNormalizer dict (type {d.get('type')!r})")
         return cls(

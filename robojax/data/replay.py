@@ -34,7 +34,7 @@ class Transition:
     intervention: jax.Array
 
     @classmethod
-    def example(cls, obs_shape: tuple[int, ...], action_shape: tuple[int, ...]) -> "Transition":
+    def example(cls, obs_shape: tuple[int, ...], action_shape: tuple[int, ...]) -> Transition:
         """A zero transition with the dtypes the buffer stores (for `init`)."""
         return cls(
             obs=jnp.zeros(obs_shape, jnp.float32),
@@ -47,7 +47,7 @@ class Transition:
         )
 
     @classmethod
-    def from_env_step(cls, obs: jax.Array, action: jax.Array, next_state: Any, intervention=None) -> "Transition":
+    def from_env_step(cls, obs: jax.Array, action: jax.Array, next_state: Any, intervention=None) -> Transition:
         """The transition from `obs` under `action` to the `EnvState` that `env.step` returned."""
         return cls(
             obs=obs,

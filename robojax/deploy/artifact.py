@@ -23,7 +23,8 @@ import json
 import os
 import re
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Spec:
     name: str = ""
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], what: str = "spec") -> "Spec":
+    def from_dict(cls, d: Mapping[str, Any], what: str = "spec") -> Spec:
         try:
             shape = tuple(int(s) for s in d["shape"])
             dtype = np.dtype(d["dtype"])
@@ -68,7 +69,7 @@ class Spec:
         return cls(shape, dtype, low, high, str(d.get("name", "")))
 
     @classmethod
-    def coerce(cls, spec: Any, what: str = "spec") -> "Spec":
+    def coerce(cls, spec: Any, what: str = "spec") -> Spec:
         """A Spec from a Spec, an `ArraySpec`, or its dict."""
         if isinstance(spec, Spec):
             return spec
@@ -174,9 +175,13 @@ def read_sidecar(directory: str | os.PathLike) -> dict:
     directory = os.fspath(directory)
     path = os.path.join(directory, SIDECAR)
     if not os.path.isdir(directory):
-        raise ArtifactError(f"no policy artifact at {directory}: not a directory (export one with experiments.export_policy)")
+        raise ArtifactError(
+            f"no policy artifact at {directory}: not a directory (export one with experiments.export_policy)"
+        )
     if not os.path.isfile(path):
-        raise ArtifactError(f"{directory} is not a policy artifact: {SIDECAR} is missing (export one with experiments.export_policy)")
+        raise ArtifactError(
+            f"{directory} is not a policy artifact: {SIDECAR} is missing (export one with experiments.export_policy)"
+        )
     try:
         with open(path) as f:
             sidecar = json.load(f)
@@ -217,7 +222,9 @@ def _aval_str(shape, dtype) -> str:
     return f"{np.dtype(dtype).name}{list(shape)}"
 
 
-def _check_signature(exported, sidecar: Mapping, obs_spec: Spec, action_spec: Spec, carry: list[np.ndarray], where: str):
+def _check_signature(
+    exported, sidecar: Mapping, obs_spec: Spec, action_spec: Spec, carry: list[np.ndarray], where: str
+):
     """The exported function's argument and result shapes must be those the sidecar describes."""
     key = sidecar["key"]
     want_in = [(tuple(c.shape), c.dtype) for c in carry] + [(obs_spec.shape, obs_spec.dtype)]

@@ -29,7 +29,8 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,19 @@ EXIT_OK, EXIT_ROBOT_FAULT, EXIT_DEADLINES, EXIT_POLICY_FAULT, EXIT_SETUP, EXIT_I
 # Why an episode ended.
 TERMINATED, TIME_LIMIT = "terminated", "time_limit"
 ROBOT_TIMEOUT, ROBOT_ERROR, DEADLINE_MISSES, POLICY_ERROR, INTERRUPTED = (
-    "robot_timeout", "robot_error", "deadline_misses", "policy_error", "interrupted")
-_EXIT_CODES = {ROBOT_TIMEOUT: EXIT_ROBOT_FAULT, ROBOT_ERROR: EXIT_ROBOT_FAULT, DEADLINE_MISSES: EXIT_DEADLINES,
-               POLICY_ERROR: EXIT_POLICY_FAULT, INTERRUPTED: EXIT_INTERRUPTED}
+    "robot_timeout",
+    "robot_error",
+    "deadline_misses",
+    "policy_error",
+    "interrupted",
+)
+_EXIT_CODES = {
+    ROBOT_TIMEOUT: EXIT_ROBOT_FAULT,
+    ROBOT_ERROR: EXIT_ROBOT_FAULT,
+    DEADLINE_MISSES: EXIT_DEADLINES,
+    POLICY_ERROR: EXIT_POLICY_FAULT,
+    INTERRUPTED: EXIT_INTERRUPTED,
+}
 
 
 class ControllerSetupError(ValueError):
@@ -74,11 +85,17 @@ class ControllerConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ControllerConfig.{name} must be a positive integer, got {value!r}")
         if self.episode_steps is not None and (not isinstance(self.episode_steps, int) or self.episode_steps < 1):
-            raise ValueError(f"ControllerConfig.episode_steps must be a positive integer or None, got {self.episode_steps!r}")
+            raise ValueError(
+                f"ControllerConfig.episode_steps must be a positive integer or None, got {self.episode_steps!r}"
+            )
         if not 0 <= self.spin_s < 1 / self.rate_hz:
-            raise ValueError(f"ControllerConfig.spin_s must be in [0, period={1 / self.rate_hz:.4f} s), got {self.spin_s}")
+            raise ValueError(
+                f"ControllerConfig.spin_s must be in [0, period={1 / self.rate_hz:.4f} s), got {self.spin_s}"
+            )
         if not isinstance(self.realtime_priority, int) or not 0 <= self.realtime_priority <= 99:
-            raise ValueError(f"ControllerConfig.realtime_priority must be an integer in [0, 99], got {self.realtime_priority!r}")
+            raise ValueError(
+                f"ControllerConfig.realtime_priority must be an integer in [0, 99], got {self.realtime_priority!r}"
+            )
         for name in ("reset_timeout_s", "stop_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ControllerConfig.{name} must be positive, got {getattr(self, name)}")
@@ -99,7 +116,7 @@ class LatencyStats:
     mean_ms: float
 
     @classmethod
-    def of(cls, samples_ms) -> "LatencyStats":
+    def of(cls, samples_ms) -> LatencyStats:
         x = np.asarray([s for s in samples_ms if np.isfinite(s)], np.float64)
         if x.size == 0:
             return cls(0, math.nan, math.nan, math.nan, math.nan)
@@ -154,18 +171,27 @@ class ControllerReport:
         for e in self.episodes:
             success = "-" if e.success is None else ("yes" if e.success else "no")
             tag = "" if e.complete else " (incomplete)"
-            lines.append(f"{e.index:>7} {e.seed:>5} {e.steps:>6} {e.episode_return:>9.3f} {success:>7}"
-                         f" {e.deadline_misses:>6}  {e.end_reason}{tag}")
+            lines.append(
+                f"{e.index:>7} {e.seed:>5} {e.steps:>6} {e.episode_return:>9.3f} {success:>7}"
+                f" {e.deadline_misses:>6}  {e.end_reason}{tag}"
+            )
         lines.append("")
         lines.append(f"{'latency (ms)':<22} {'n':>7} {'p50':>8} {'p99':>8} {'max':>8}")
-        names = {"compute": "policy compute", "roundtrip": "state round trip", "command": "command round trip",
-                 "step": "whole step", "wakeup": "tick start lateness"}
+        names = {
+            "compute": "policy compute",
+            "roundtrip": "state round trip",
+            "command": "command round trip",
+            "step": "whole step",
+            "wakeup": "tick start lateness",
+        }
         for key, label in names.items():
             s = self.latency.get(key)
             if s is not None:
                 lines.append(f"{label:<22} {s.count:>7} {s.p50_ms:>8.3f} {s.p99_ms:>8.3f} {s.max_ms:>8.3f}")
         lines.append("")
-        lines.append(f"{self.steps} steps at {self.rate_hz:g} Hz in {self.wall_s:.1f} s; deadline misses: {self.deadline_misses}")
+        lines.append(
+            f"{self.steps} steps at {self.rate_hz:g} Hz in {self.wall_s:.1f} s; deadline misses: {self.deadline_misses}"
+        )
         if self.fault:
             stop = {None: "no stop sent", True: "stop acknowledged", False: "stop sent, not acknowledged"}
             lines.append(f"FAULT ({self.end_reason}): {self.fault} [{stop[self.stop_acknowledged]}]")
@@ -197,8 +223,16 @@ class Controller:
     writer: an `EpisodeWriter` (robojax.data.episodes) receiving every episode, or None.
     """
 
-    def __init__(self, policy, client, config: ControllerConfig, *, writer=None,
-                 episode_metadata: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        policy,
+        client,
+        config: ControllerConfig,
+        *,
+        writer=None,
+        episode_metadata: Mapping[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
         self.policy, self.client, self.config, self.writer = policy, client, config, writer
         self.episode_metadata = dict(episode_metadata or {})
         self.log = log or (lambda msg: None)
@@ -231,17 +265,23 @@ class Controller:
             if theirs.shape != mine.shape:
                 raise ControllerSetupError(
                     f"robot {key} has shape {theirs.shape}, the policy's is {mine.shape}: this policy was not"
-                    f" trained for robot task {info.get('task')!r}; export a policy for it")
-            if key == "action_spec" and not (np.array_equal(theirs.low, mine.low) and np.array_equal(theirs.high, mine.high)):
+                    f" trained for robot task {info.get('task')!r}; export a policy for it"
+                )
+            if key == "action_spec" and not (
+                np.array_equal(theirs.low, mine.low) and np.array_equal(theirs.high, mine.high)
+            ):
                 raise ControllerSetupError(
                     f"robot action bounds [{theirs.low.tolist()}, {theirs.high.tolist()}] differ from the policy's"
-                    f" [{mine.low.tolist()}, {mine.high.tolist()}]; rescale on the robot side or re-export")
+                    f" [{mine.low.tolist()}, {mine.high.tolist()}]; rescale on the robot side or re-export"
+                )
         policy_dt = getattr(self.policy, "control_dt", None)
         if policy_dt and abs(policy_dt * self.config.rate_hz - 1.0) > 1e-6:
             notes.append(f"running at {self.config.rate_hz:g} Hz; the policy was exported for {1 / policy_dt:g} Hz")
         robot_dt = info.get("control_dt")
         if robot_dt and abs(float(robot_dt) * self.config.rate_hz - 1.0) > 1e-6:
-            notes.append(f"the robot's control period is {robot_dt} s; commands arrive every {self.config.period_s:g} s")
+            notes.append(
+                f"the robot's control period is {robot_dt} s; commands arrive every {self.config.period_s:g} s"
+            )
         return notes
 
     # ---- the loop --------------------------------------------------------------------------------
@@ -268,8 +308,10 @@ class Controller:
                 notes = self.check_robot()
                 self._last_reply_unix = time.time()
             except (RobotError, OSError) as e:
-                fault, fault_unix = _Fault(ROBOT_TIMEOUT if isinstance(e, RobotTimeout) else ROBOT_ERROR,
-                                           f"robot INFO failed: {e}"), time.time()
+                fault, fault_unix = (
+                    _Fault(ROBOT_TIMEOUT if isinstance(e, RobotTimeout) else ROBOT_ERROR, f"robot INFO failed: {e}"),
+                    time.time(),
+                )
             for note in notes:
                 self.log(f"note: {note}")
             for index in range(cfg.episodes):
@@ -279,8 +321,9 @@ class Controller:
                 if fault is not None:
                     fault_unix = self._fault_unix
                 episodes.append(summary)
-                self.log(f"episode {index}: {summary.steps} steps, return {summary.episode_return:.3f},"
-                         f" {summary.end_reason}")
+                self.log(
+                    f"episode {index}: {summary.steps} steps, return {summary.episode_return:.3f}, {summary.end_reason}"
+                )
             if stop_ack is None:  # one stop at the end (or after a set-up fault); never a second one
                 stop_ack = self._safe_stop()
         finally:
@@ -320,7 +363,8 @@ class Controller:
         except PermissionError as e:
             raise ControllerSetupError(
                 f"cannot switch the control loop to SCHED_FIFO priority {priority} ({e}): run as root or grant"
-                " CAP_SYS_NICE (or raise RLIMIT_RTPRIO), or run with realtime_priority=0") from e
+                " CAP_SYS_NICE (or raise RLIMIT_RTPRIO), or run with realtime_priority=0"
+            ) from e
         return previous
 
     def _safe_stop(self) -> bool:
@@ -361,8 +405,21 @@ class Controller:
         cfg = self.config
         seed = cfg.seed + index
         period = cfg.period_s
-        rec: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "next_obs", "valid", "compute_ms",
-                                                "roundtrip_ms", "command_ms", "missed", "robot_time_s")}
+        rec: dict[str, list] = {
+            k: []
+            for k in (
+                "obs",
+                "action",
+                "reward",
+                "next_obs",
+                "valid",
+                "compute_ms",
+                "roundtrip_ms",
+                "command_ms",
+                "missed",
+                "robot_time_s",
+            )
+        }
         success, end_reason, fault = None, None, None
         consecutive = misses = 0
         start_unix = time.time()
@@ -413,8 +470,13 @@ class Controller:
                 self._robot_call(self.client.command, action)
                 t3 = time.perf_counter()
                 rec["command_ms"][-1] = (t3 - t2) * 1e3
-                for key, value in (("compute", t2 - t1), ("roundtrip", t1 - tick), ("command", t3 - t2),
-                                   ("step", t3 - tick), ("wakeup", tick - (t0 + k * period))):
+                for key, value in (
+                    ("compute", t2 - t1),
+                    ("roundtrip", t1 - tick),
+                    ("command", t3 - t2),
+                    ("step", t3 - tick),
+                    ("wakeup", tick - (t0 + k * period)),
+                ):
                     self._lat[key].append(value * 1e3)
                 # Deadlines passed while this step ran (beyond its own tick) are missed.
                 ticks_done = math.floor((t3 - t0) / period)
@@ -426,9 +488,12 @@ class Controller:
                     k = ticks_done + 1
                     if consecutive >= cfg.max_missed:
                         self._fault_unix = time.time()
-                        raise _Fault(DEADLINE_MISSES, f"{consecutive} consecutive control deadlines missed at"
-                                     f" {cfg.rate_hz:g} Hz (last step took {(t3 - tick) * 1e3:.2f} ms,"
-                                     f" policy {(t2 - t1) * 1e3:.2f} ms)")
+                        raise _Fault(
+                            DEADLINE_MISSES,
+                            f"{consecutive} consecutive control deadlines missed at"
+                            f" {cfg.rate_hz:g} Hz (last step took {(t3 - tick) * 1e3:.2f} ms,"
+                            f" policy {(t2 - t1) * 1e3:.2f} ms)",
+                        )
                 else:
                     consecutive = 0
                     k += 1
@@ -445,8 +510,14 @@ class Controller:
         steps = len(rec["obs"])
         rewards = np.asarray(rec["reward"], np.float32)
         summary = EpisodeSummary(
-            index=index, seed=seed, steps=steps, episode_return=float(rewards.sum()) if steps else 0.0,
-            success=success, end_reason=end_reason, complete=fault is None, deadline_misses=misses,
+            index=index,
+            seed=seed,
+            steps=steps,
+            episode_return=float(rewards.sum()) if steps else 0.0,
+            success=success,
+            end_reason=end_reason,
+            complete=fault is None,
+            deadline_misses=misses,
         )
         # After a fault: stop first (the robot must not wait on the disk), then nothing more is sent.
         stop_ack = self._safe_stop() if fault is not None else None
@@ -475,9 +546,14 @@ class Controller:
             "robot_time_s": np.asarray(rec["robot_time_s"], np.float64),
         }
         try:
-            return self.writer.add_episode(np.stack(rec["obs"]), np.stack(rec["action"]),
-                                           rewards=np.asarray(rec["reward"], np.float32),
-                                           success=summary.success, extras=extras, metadata=meta)
+            return self.writer.add_episode(
+                np.stack(rec["obs"]),
+                np.stack(rec["action"]),
+                rewards=np.asarray(rec["reward"], np.float32),
+                success=summary.success,
+                extras=extras,
+                metadata=meta,
+            )
         except Exception as e:  # noqa: BLE001 - a logging failure must not hide the run's outcome
             self.log(f"could not log episode {summary.index}: {type(e).__name__}: {e}")
             return None

@@ -6,7 +6,7 @@ DDPM: Ho et al. 2020. DDIM: Song et al. 2021 (eta = 0). Matches diffusers' FlaxD
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

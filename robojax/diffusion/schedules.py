@@ -11,7 +11,8 @@ import math
 import os
 import tempfile
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -191,8 +192,17 @@ def from_diffusers_config(config: Mapping[str, Any]) -> NoiseSchedule:
                 f"unsupported {key}={config[key]!r} in the scheduler config; robojax supports only "
                 f"{key}={supported!r} ({meaning})"
             )
-    known = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type", "clip_sample",
-             "clip_sample_range", *_FIXED_KEYS, *_IGNORED_KEYS}
+    known = {
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "prediction_type",
+        "clip_sample",
+        "clip_sample_range",
+        *_FIXED_KEYS,
+        *_IGNORED_KEYS,
+    }
     unknown = sorted(k for k in config if not k.startswith("_") and k not in known)
     if unknown:
         warnings.warn(f"ignoring unknown scheduler config keys {unknown}", stacklevel=2)

@@ -51,7 +51,7 @@ class RobotState:
     stopped: bool = False  # safe-stopped: commands are ignored until reset
 
     @classmethod
-    def from_fields(cls, f: dict[str, Any]) -> "RobotState":
+    def from_fields(cls, f: dict[str, Any]) -> RobotState:
         try:
             return cls(
                 obs=np.asarray(f["obs"], np.float32),
@@ -152,8 +152,7 @@ class RobotClient:
                     msg = protocol.decode(reply, token=self._token, expect_reply=True)
                 except AuthenticationError as e:
                     raise RobotAuthError(
-                        f"reply from {self.address} failed authentication ({e}); client and server"
-                        " tokens differ"
+                        f"reply from {self.address} failed authentication ({e}); client and server tokens differ"
                     ) from None
                 except ProtocolError as e:
                     raise RobotProtocolError(f"malformed reply from {self.address}: {e}") from None

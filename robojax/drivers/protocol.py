@@ -60,7 +60,8 @@ import hashlib
 import hmac
 import re
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -234,9 +235,7 @@ def decode_header(frame: bytes) -> tuple[MsgType, int, int, int, bytes]:
     if length > MAX_PAYLOAD:
         raise ProtocolError(f"payload_len {length} exceeds MAX_PAYLOAD ({MAX_PAYLOAD} bytes)")
     if len(frame) - HEADER_SIZE != length:
-        raise ProtocolError(
-            f"payload_len says {length} bytes but {len(frame) - HEADER_SIZE} follow the header"
-        )
+        raise ProtocolError(f"payload_len says {length} bytes but {len(frame) - HEADER_SIZE} follow the header")
     return mtype, flags, request_id, length, mac
 
 
@@ -257,7 +256,7 @@ def _decode_payload(payload: bytes) -> dict[str, Any]:
             raise ProtocolError(f"field {i}: name length {name_len} not in [1, {MAX_NAME}]")
         if pos + name_len + 2 > n:
             raise ProtocolError(f"field {i}: payload ends inside its name or type")
-        raw = payload[pos:pos + name_len]
+        raw = payload[pos : pos + name_len]
         if not _NAME_RE.match(raw):
             raise ProtocolError(f"field {i}: bad name {raw!r} (must match [a-z][a-z0-9_]*)")
         name = raw.decode("ascii")
@@ -285,10 +284,8 @@ def _decode_payload(payload: bytes) -> dict[str, Any]:
         itemsize = 1 if code == _TEXT else _DTYPES[code].itemsize
         nbytes = size * itemsize
         if nbytes > n - pos:
-            raise ProtocolError(
-                f"field {name!r}: dims {list(dims)} need {nbytes} bytes but {n - pos} remain"
-            )
-        data = payload[pos:pos + nbytes]
+            raise ProtocolError(f"field {name!r}: dims {list(dims)} need {nbytes} bytes but {n - pos} remain")
+        data = payload[pos : pos + nbytes]
         pos += nbytes
         if code == _TEXT:
             try:
@@ -314,7 +311,9 @@ def decode(frame: bytes, *, token: str | bytes | None = None, expect_reply: bool
     frame = bytes(frame)
     is_reply = bool(flags & FLAG_REPLY)
     if expect_reply is not None and is_reply != expect_reply:
-        raise ProtocolError(f"expected a {'reply' if expect_reply else 'request'}, got a {'reply' if is_reply else 'request'}")
+        raise ProtocolError(
+            f"expected a {'reply' if expect_reply else 'request'}, got a {'reply' if is_reply else 'request'}"
+        )
     if mtype == MsgType.ERROR and not (is_reply and flags & FLAG_ERROR):
         raise ProtocolError("an ERROR message must be a reply with the ERROR flag")
     if flags & FLAG_ERROR and mtype != MsgType.ERROR:

@@ -28,7 +28,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from robojax.drivers.client import RobotAuthError, RobotClient, RobotError, RobotState, RobotTimeout
+from robojax.drivers.client import RobotAuthError, RobotClient, RobotError, RobotState
 from robojax.envs.core import ArraySpec, EnvState, HostEnv
 from robojax.envs.host import HostWrapper, host_stack
 
@@ -234,8 +234,10 @@ class RobotConnectionEnv(HostEnv):
         self.client = None
 
     def __repr__(self) -> str:
-        return (f"RobotConnectionEnv({self.client.address if self.client else 'closed'!r},"
-                f" task={self.robot_info.get('task')!r})")
+        return (
+            f"RobotConnectionEnv({self.client.address if self.client else 'closed'!r},"
+            f" task={self.robot_info.get('task')!r})"
+        )
 
 
 class RobotEnv(HostWrapper):
@@ -271,7 +273,7 @@ class RobotEnv(HostWrapper):
         self.autoreset = bool(autoreset)
         super().__init__(host_stack(bare, autoreset=self.autoreset, max_steps=self.episode_length))
 
-    def as_gymnasium(self) -> "GymnasiumRobotEnv":
+    def as_gymnasium(self) -> GymnasiumRobotEnv:
         return GymnasiumRobotEnv(self)
 
     def __repr__(self) -> str:
@@ -315,8 +317,11 @@ class GymnasiumRobotEnv(gymnasium.Env):
 
     @staticmethod
     def _info(state: EnvState) -> dict[str, Any]:
-        return {"success": bool(state.info["success"]), "robot_time_s": float(state.metrics["robot_time_s"]),
-                "robot_step": int(state.metrics["robot_step"])}
+        return {
+            "success": bool(state.info["success"]),
+            "robot_time_s": float(state.metrics["robot_time_s"]),
+            "robot_step": int(state.metrics["robot_step"]),
+        }
 
     def close(self):
         self.robot_env.close()

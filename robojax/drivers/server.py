@@ -25,7 +25,8 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import zmq
@@ -176,7 +177,7 @@ class RobotServer:
         backend.set_boundary_callback(self._wake)
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "RobotServer":
+    def start(self) -> RobotServer:
         """Serve in a background thread; returns self."""
         if self._thread is not None:
             raise RuntimeError("server already started")
@@ -259,8 +260,12 @@ class RobotServer:
     def _error(self, identity: bytes, request_id: int, code: str, message: str) -> None:
         self.errors += 1
         frame = protocol.encode(
-            MsgType.ERROR, request_id, {"code": code, "message": message[:2000]},
-            reply=True, error=True, token=self._token,
+            MsgType.ERROR,
+            request_id,
+            {"code": code, "message": message[:2000]},
+            reply=True,
+            error=True,
+            token=self._token,
         )
         self._send(identity, frame)
 
@@ -323,7 +328,9 @@ class RobotServer:
                 self._reply(identity, MsgType.STATE, rid, state)
             elif now > deadline:
                 self._error(
-                    identity, rid, "robot",
+                    identity,
+                    rid,
+                    "robot",
                     f"the robot did not reach control step {min_step} within {self.max_wait_s:.1f} s"
                     " (is it stopped, or frozen after reset waiting for its first command?)",
                 )

@@ -70,8 +70,7 @@ class SimArm(RobotBackend):
 
     BOUNDARY_HISTORY = 64  # latched boundary states kept for late STATE(min_step=k) requests
 
-    def __init__(self, task: str = "arm_reach", real_time_factor: float = 1.0, seed: int = 0,
-                 control_dt: float = 0.04):
+    def __init__(self, task: str = "arm_reach", real_time_factor: float = 1.0, seed: int = 0, control_dt: float = 0.04):
         path = model_path(task)
         cls = TASKS[task]
         self.task, self._cls = task, cls
@@ -122,14 +121,22 @@ class SimArm(RobotBackend):
     def _read(self) -> dict:
         d = self.data
         cube = None if self._cube_body is None else d.xpos[self._cube_body]
-        return arm_task.read_state(d.qpos, d.qvel, d.site_xpos[self._ee], d.site_xmat[self._ee].reshape(3, 3), cube,
-                                   self._cube_qpos, self._cube_qvel)
+        return arm_task.read_state(
+            d.qpos,
+            d.qvel,
+            d.site_xpos[self._ee],
+            d.site_xmat[self._ee].reshape(3, 3),
+            cube,
+            self._cube_qpos,
+            self._cube_qvel,
+        )
 
     def _ik(self, target: np.ndarray) -> np.ndarray:
         mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self._ee)
         jac = np.concatenate([self._jacp, self._jacr])[:, :ARM_JOINTS]  # (6, 7)
-        return self._cls.ik_joint_targets(np, self._read(), jac, target, self._home_qpos[:ARM_JOINTS],
-                                          self._q_low, self._q_high)
+        return self._cls.ik_joint_targets(
+            np, self._read(), jac, target, self._home_qpos[:ARM_JOINTS], self._q_low, self._q_high
+        )
 
     def _set_ctrl(self, target: np.ndarray) -> None:
         self.data.ctrl[:ARM_JOINTS] = self._ik(target)
@@ -160,8 +167,8 @@ class SimArm(RobotBackend):
             episode = {"target": np.array([target_xy[0], target_xy[1], c.cube_half])}
         yaw = rng.uniform(-c.max_start_yaw, c.max_start_yaw)
         i = self._cube_qpos
-        qpos[i:i + 3] = [cube_xy[0], cube_xy[1], cube_z]
-        qpos[i + 3:i + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        qpos[i : i + 3] = [cube_xy[0], cube_xy[1], cube_z]
+        qpos[i + 3 : i + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         return qpos, ctrl, mocap, episode
 
     def _observe(self) -> tuple[np.ndarray, float, bool, bool]:
@@ -171,8 +178,12 @@ class SimArm(RobotBackend):
             return np.zeros(self.obs_dim, np.float32), 0.0, True, False  # diverged: terminate
         reading = self._read()
         reward, _ = c.task_reward(np, reading, ep)
-        return (c.task_observation(np, reading, ep), float(reward), bool(c.task_terminated(np, reading, ep)),
-                bool(c.task_success(np, reading, ep)))
+        return (
+            c.task_observation(np, reading, ep),
+            float(reward),
+            bool(c.task_terminated(np, reading, ep)),
+            bool(c.task_success(np, reading, ep)),
+        )
 
     def _fields(self) -> dict:
         obs, reward, terminated, success = self._observe()
@@ -279,10 +290,20 @@ class SimArm(RobotBackend):
     def info(self) -> dict:
         # ArraySpec.to_dict() layouts, written out so the simulator does not import JAX.
         inf = float("inf")
-        obs_spec = {"name": "observation", "shape": [self.obs_dim], "dtype": "float32",
-                    "low": [-inf] * self.obs_dim, "high": [inf] * self.obs_dim}
-        act_spec = {"name": "action", "shape": [self.action_dim], "dtype": "float32",
-                    "low": [-1.0] * self.action_dim, "high": [1.0] * self.action_dim}
+        obs_spec = {
+            "name": "observation",
+            "shape": [self.obs_dim],
+            "dtype": "float32",
+            "low": [-inf] * self.obs_dim,
+            "high": [inf] * self.obs_dim,
+        }
+        act_spec = {
+            "name": "action",
+            "shape": [self.action_dim],
+            "dtype": "float32",
+            "low": [-1.0] * self.action_dim,
+            "high": [1.0] * self.action_dim,
+        }
         return {
             "robot": f"SimRobotServer (C MuJoCo {mujoco.__version__})",
             "task": self.task,
@@ -358,9 +379,7 @@ class SimArm(RobotBackend):
             if "max_ee_step" in params:
                 step = float(params["max_ee_step"])
                 if not 0 < step <= self._default_max_ee_step:
-                    raise RobotBackendError(
-                        f"max_ee_step must be in (0, {self._default_max_ee_step}] m, got {step}"
-                    )
+                    raise RobotBackendError(f"max_ee_step must be in (0, {self._default_max_ee_step}] m, got {step}")
                 self.max_ee_step = step
         return self.get_parameters()
 
@@ -372,7 +391,14 @@ class SimRobotServer(RobotServer):
         client = RobotClient(server.address)
     """
 
-    def __init__(self, task: str = "arm_reach", bind: str = DEFAULT_BIND, token: str | bytes | None = None,
-                 real_time_factor: float = 1.0, seed: int = 0, **server_kwargs):
+    def __init__(
+        self,
+        task: str = "arm_reach",
+        bind: str = DEFAULT_BIND,
+        token: str | bytes | None = None,
+        real_time_factor: float = 1.0,
+        seed: int = 0,
+        **server_kwargs,
+    ):
         self.sim = SimArm(task, real_time_factor=real_time_factor, seed=seed)
         super().__init__(self.sim, bind, token, **server_kwargs)

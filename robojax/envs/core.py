@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,7 @@ class ArraySpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ArraySpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ArraySpec:
         return cls(tuple(d["shape"]), d["dtype"], np.asarray(d["low"]), np.asarray(d["high"]), d.get("name", ""))
 
 
@@ -171,7 +172,7 @@ class Env(abc.ABC):
         raise NotImplementedError
 
     @property
-    def unwrapped(self) -> "Env":
+    def unwrapped(self) -> Env:
         return self
 
     @property

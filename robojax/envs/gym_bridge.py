@@ -19,7 +19,8 @@ Both directions keep `terminated` (no bootstrap) apart from `truncated` (time li
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gymnasium
 import jax
@@ -60,9 +61,7 @@ def spec_from_box(space: gymnasium.Space, name: str) -> ArraySpec:
             else "use a continuous-action version of the env or a wrapper that maps a Box onto"
             " its actions (Discrete/MultiDiscrete actions are not supported)"
         )
-        raise TypeError(
-            f"robojax needs a Box {name} space, got {space!r}; {fix}"
-        )
+        raise TypeError(f"robojax needs a Box {name} space, got {space!r}; {fix}")
     dtype = np.float32 if np.issubdtype(space.dtype, np.floating) else space.dtype
     return ArraySpec(space.shape, dtype, space.low, space.high, name=name)
 
@@ -124,8 +123,7 @@ class GymnasiumEnv(gymnasium.Env):
     def __init__(self, env: Env, render_mode: str | None = None):
         if not isinstance(env, Env):
             raise TypeError(
-                f"GymnasiumEnv wraps a robojax Env, got {type(env).__name__}; build one with"
-                " envs.make(name)"
+                f"GymnasiumEnv wraps a robojax Env, got {type(env).__name__}; build one with envs.make(name)"
             )
         if env.batch_size is not None:
             raise ValueError(
@@ -166,8 +164,7 @@ class GymnasiumEnv(gymnasium.Env):
             raise RuntimeError("step() called before reset(); call env.reset() first")
         if self._needs_reset:
             raise RuntimeError(
-                "step() called on a finished episode (terminated or truncated); call env.reset()"
-                " before stepping again"
+                "step() called on a finished episode (terminated or truncated); call env.reset() before stepping again"
             )
         action = self.robojax_env.action_spec.validate(action, "action")
         self._state = self._step_fn(self._state, action)
@@ -229,9 +226,7 @@ class GymnasiumVectorEnv(VectorEnv):
         if not isinstance(env, Env):
             raise TypeError(f"GymnasiumVectorEnv wraps a robojax Env or a task name, got {type(env).__name__}")
         if env.batch_size is None:
-            raise ValueError(
-                "GymnasiumVectorEnv needs a batched env; build it with envs.make(name, num_envs=N)"
-            )
+            raise ValueError("GymnasiumVectorEnv needs a batched env; build it with envs.make(name, num_envs=N)")
         if num_envs is not None and int(num_envs) != env.batch_size:
             raise ValueError(f"num_envs={num_envs} but the env is batched over {env.batch_size}")
         if not _has_wrapper(env, AutoResetWrapper):

@@ -63,8 +63,7 @@ class HostTimeLimit(HostWrapper):
             )
         nxt = self.env.step(state, action)
         self._steps += 1
-        truncated = time_limit_truncated(np.bool_(nxt.truncated), np.bool_(nxt.terminated), self._steps,
-                                         self.max_steps)
+        truncated = time_limit_truncated(np.bool_(nxt.truncated), np.bool_(nxt.terminated), self._steps, self.max_steps)
         return nxt.replace(truncated=np.bool_(truncated))
 
 
@@ -78,8 +77,9 @@ class HostEpisodeStatistics(HostWrapper):
     def reset(self, key=None) -> EnvState:
         state = self.env.reset(key)
         self._return, self._length = np.float32(0.0), np.int32(0)
-        return state.replace(info=episode_info(state.info, np.bool_(False), self._return, self._length,
-                                               np.bool_(False)))
+        return state.replace(
+            info=episode_info(state.info, np.bool_(False), self._return, self._length, np.bool_(False))
+        )
 
     def step(self, state: EnvState, action) -> EnvState:
         nxt = self.env.step(state, action)
@@ -114,8 +114,9 @@ class HostAutoReset(HostFinalObs):
         if not (bool(nxt.terminated) or bool(nxt.truncated)):
             return nxt
         fresh = self.env.reset(None)
-        return fresh.replace(reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated,
-                             info=nxt.info, metrics=nxt.metrics)
+        return fresh.replace(
+            reward=nxt.reward, terminated=nxt.terminated, truncated=nxt.truncated, info=nxt.info, metrics=nxt.metrics
+        )
 
 
 def host_stack(env: HostEnv, *, autoreset: bool, max_steps: int | None = None) -> HostEnv:
@@ -136,8 +137,9 @@ class RescaleActions(HostWrapper):
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ValueError(f"cannot rescale unbounded actions (low={spec.low}, high={spec.high})")
         self._low, self._high = low.astype(np.float32), high.astype(np.float32)
-        self._spec = ArraySpec(spec.shape, np.float32, -np.ones(spec.shape, np.float32),
-                               np.ones(spec.shape, np.float32), name="action")
+        self._spec = ArraySpec(
+            spec.shape, np.float32, -np.ones(spec.shape, np.float32), np.ones(spec.shape, np.float32), name="action"
+        )
 
     @property
     def action_spec(self) -> ArraySpec:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +44,7 @@ class MjxEnv(Env, abc.ABC):
         n = control_dt / mj_model.opt.timestep
         if abs(n - round(n)) > 1e-6 or round(n) < 1:
             raise ValueError(
-                f"control_dt {control_dt} must be a positive multiple of the physics timestep"
-                f" {mj_model.opt.timestep}"
+                f"control_dt {control_dt} must be a positive multiple of the physics timestep {mj_model.opt.timestep}"
             )
         self.n_substeps = int(round(n))
         self._control_dt = float(control_dt)

@@ -20,7 +20,8 @@ import contextlib
 import dataclasses
 import difflib
 import subprocess
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +36,7 @@ def _registry():
     try:
         from mujoco_playground import registry
     except ImportError as e:
-        raise ImportError(
-            f"MuJoCo Playground is not installed ({e}); install it with: {_INSTALL_HINT}"
-        ) from e
+        raise ImportError(f"MuJoCo Playground is not installed ({e}); install it with: {_INSTALL_HINT}") from e
     return registry
 
 
@@ -47,9 +46,7 @@ def check_name(name: str) -> None:
     if name not in available:
         close = difflib.get_close_matches(name, available, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown MuJoCo Playground env {name!r}.{hint} Available: {', '.join(available)}"
-        )
+        raise ValueError(f"unknown MuJoCo Playground env {name!r}.{hint} Available: {', '.join(available)}")
 
 
 def _load(name: str, config_overrides: Mapping[str, Any]):

@@ -135,7 +135,7 @@ def check_name(name: str) -> None:
     if name.startswith(PLAYGROUND_PREFIX):
         from robojax.envs import playground
 
-        playground.check_name(name[len(PLAYGROUND_PREFIX):])
+        playground.check_name(name[len(PLAYGROUND_PREFIX) :])
         return
     _check_name(name)
 
@@ -166,7 +166,7 @@ def _construct(name: str, overrides: Mapping[str, Any]) -> Env:
     if name.startswith(PLAYGROUND_PREFIX):
         from robojax.envs.playground import PlaygroundEnv
 
-        return PlaygroundEnv(name[len(PLAYGROUND_PREFIX):], **overrides)
+        return PlaygroundEnv(name[len(PLAYGROUND_PREFIX) :], **overrides)
     cls = task_class(name)
     try:
         params = inspect.signature(cls.__init__ if inspect.isclass(cls) else cls).parameters

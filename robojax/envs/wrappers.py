@@ -15,7 +15,7 @@ parameters, see `Env.reset_with_parameters`) the same way, so the call works on 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -226,9 +226,7 @@ class VmapWrapper(Wrapper):
 
     def step(self, state, action):
         if action.shape[:1] != (self.num_envs,):
-            raise ValueError(
-                f"batched env expects actions of shape ({self.num_envs}, ...), got {action.shape}"
-            )
+            raise ValueError(f"batched env expects actions of shape ({self.num_envs}, ...), got {action.shape}")
         return jax.vmap(self.env.step)(state, action)
 
 

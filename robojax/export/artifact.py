@@ -20,7 +20,8 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -131,7 +132,9 @@ def export_policy(
     leaves = [np.asarray(leaf) for leaf in leaves]
     carry_desc = []
     for (path, _), leaf in zip(jax.tree_util.tree_flatten_with_path(carry)[0], leaves):
-        carry_desc.append({"name": ".".join(_key_name(p) for p in path), "shape": list(leaf.shape), "dtype": leaf.dtype.name})
+        carry_desc.append(
+            {"name": ".".join(_key_name(p) for p in path), "shape": list(leaf.shape), "dtype": leaf.dtype.name}
+        )
 
     key_data = np.asarray(jax.random.key_data(jax.random.PRNGKey(0)))
     args = (
@@ -170,7 +173,7 @@ def export_policy(
         sidecar = {
             "format": FORMAT,
             "name": policy.name or "",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "jax_version": jax.__version__,
             "jaxlib_version": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
             "robojax_version": _robojax_version(),
@@ -187,8 +190,11 @@ def export_policy(
             "normalization": _json_ready(policy.normalization),
             "action_chunking": _json_ready(chunking),
             "carry": carry_desc,
-            "key": {"shape": list(key_data.shape), "dtype": key_data.dtype.name,
-                    "impl": str(jax.config.jax_default_prng_impl)},
+            "key": {
+                "shape": list(key_data.shape),
+                "dtype": key_data.dtype.name,
+                "impl": str(jax.config.jax_default_prng_impl),
+            },
             "signature": "step(carry_leaves, obs, key) -> (action, carry_leaves, next_key)",
             "source_checkpoint": _json_ready(source),
             "metadata": _json_ready(dict(metadata or {})),

@@ -74,9 +74,13 @@ class GRU:
 
     def arrays(self) -> dict[str, np.ndarray]:
         f = lambda x: np.asarray(x, np.float32)
-        return {"input_kernel": f(self.input_kernel).T, "input_bias": f(self.input_bias),
-                "recurrent_kernel": f(self.recurrent_kernel).T, "recurrent_bias": f(self.recurrent_bias),
-                "initial_state": f(self.initial_state)}
+        return {
+            "input_kernel": f(self.input_kernel).T,
+            "input_bias": f(self.input_bias),
+            "recurrent_kernel": f(self.recurrent_kernel).T,
+            "recurrent_bias": f(self.recurrent_bias),
+            "initial_state": f(self.initial_state),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,17 +98,25 @@ class CPolicy:
             if not isinstance(layer, (Dense, GRU)):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}; C export supports Dense and GRU")
             if isinstance(layer, Dense) and layer.activation not in ACTIVATIONS:
-                raise ValueError(f"layer {i}: activation {layer.activation!r} has no C form; use one of {list(ACTIVATIONS)}")
+                raise ValueError(
+                    f"layer {i}: activation {layer.activation!r} has no C form; use one of {list(ACTIVATIONS)}"
+                )
             if layer.sizes[0] != size:
                 raise ValueError(f"layer {i} takes {layer.sizes[0]} inputs but the previous layer gives {size}")
             if isinstance(layer, GRU):
                 h = layer.sizes[1]
-                shapes = {"recurrent_kernel": (h, 3 * h), "input_bias": (3 * h,), "recurrent_bias": (3 * h,),
-                          "initial_state": (h,), "input_kernel": (size, 3 * h)}
+                shapes = {
+                    "recurrent_kernel": (h, 3 * h),
+                    "input_bias": (3 * h,),
+                    "recurrent_bias": (3 * h,),
+                    "initial_state": (h,),
+                    "input_kernel": (size, 3 * h),
+                }
                 for field, shape in shapes.items():
                     if np.shape(getattr(layer, field)) != shape:
-                        raise ValueError(f"GRU layer {i}: {field} has shape {np.shape(getattr(layer, field))},"
-                                         f" expected {shape}")
+                        raise ValueError(
+                            f"GRU layer {i}: {field} has shape {np.shape(getattr(layer, field))}, expected {shape}"
+                        )
             elif np.shape(layer.bias) != (layer.sizes[1],):
                 raise ValueError(f"Dense layer {i}: bias shape {np.shape(layer.bias)} != ({layer.sizes[1]},)")
             size = layer.sizes[1]
@@ -129,8 +141,10 @@ def dense_layers(params: Mapping, names: Sequence[str], activations: Sequence[st
     """`Dense` layers from flax Dense parameters `params[name] = {"kernel", "bias"}`, in order."""
     if len(names) != len(activations):
         raise ValueError(f"{len(names)} layer names but {len(activations)} activations")
-    return [Dense(np.asarray(params[n]["kernel"]), np.asarray(params[n]["bias"]), a, name=n)
-            for n, a in zip(names, activations)]
+    return [
+        Dense(np.asarray(params[n]["kernel"]), np.asarray(params[n]["bias"]), a, name=n)
+        for n, a in zip(names, activations)
+    ]
 
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,9 +159,7 @@ def _c_float(v: float) -> str:
 
 
 def _c_values(flat: np.ndarray) -> str:
-    return ",\n    ".join(
-        ", ".join(_c_float(v) for v in flat[i:i + 8]) for i in range(0, flat.size, 8)
-    )
+    return ",\n    ".join(", ".join(_c_float(v) for v in flat[i : i + 8]) for i in range(0, flat.size, 8))
 
 
 def _c_array(name: str, values: np.ndarray) -> str:
@@ -211,9 +223,15 @@ def _step_body(policy: CPolicy, name: str) -> tuple[str, list[str]]:
     return "\n".join(lines), members
 
 
-def export_policy_c(policy: CPolicy, out_dir: str | os.PathLike, name: str, reference_obs: np.ndarray,
-                    reference_actions: np.ndarray, defines: Mapping[str, object] | None = None,
-                    header_notes: Sequence[str] = ()) -> dict[str, Path]:
+def export_policy_c(
+    policy: CPolicy,
+    out_dir: str | os.PathLike,
+    name: str,
+    reference_obs: np.ndarray,
+    reference_actions: np.ndarray,
+    defines: Mapping[str, object] | None = None,
+    header_notes: Sequence[str] = (),
+) -> dict[str, Path]:
     """Write `<name>.h`, `<name>.c` and `<name>_selftest.c` into `out_dir`; returns their paths.
 
     Args:
@@ -230,9 +248,14 @@ def export_policy_c(policy: CPolicy, out_dir: str | os.PathLike, name: str, refe
         raise ValueError(f"reference_obs must have shape (T >= 1, {policy.obs_size}), got {obs.shape}")
     if actions.shape != (obs.shape[0], policy.action_size):
         raise ValueError(f"reference_actions must have shape {(obs.shape[0], policy.action_size)}, got {actions.shape}")
-    weights = [(f"{name}_{lname}_{k}", v) for layer, lname in zip(policy.layers, policy.layer_names())
-               for k, v in layer.arrays().items()]
-    if not (np.all(np.isfinite(obs)) and np.all(np.isfinite(actions)) and all(np.all(np.isfinite(v)) for _, v in weights)):
+    weights = [
+        (f"{name}_{lname}_{k}", v)
+        for layer, lname in zip(policy.layers, policy.layer_names())
+        for k, v in layer.arrays().items()
+    ]
+    if not (
+        np.all(np.isfinite(obs)) and np.all(np.isfinite(actions)) and all(np.all(np.isfinite(v)) for _, v in weights)
+    ):
         raise ValueError("policy parameters or reference contain NaN/inf; refusing to export them")
     up = name.upper()
     out = Path(out_dir)
@@ -243,14 +266,18 @@ def export_policy_c(policy: CPolicy, out_dir: str | os.PathLike, name: str, refe
     header = [
         f"/* {name}.h: {policy.description or 'policy'}",
         f" * {policy.num_parameters} parameters. Generated by robojax.export.c_export; do not edit. */",
-        f"#ifndef {up}_H", f"#define {up}_H", "",
+        f"#ifndef {up}_H",
+        f"#define {up}_H",
+        "",
         f"#define {up}_OBS_SIZE {policy.obs_size}",
         *[f"#define {up}_{k} {v}" for k, v in (defines or {}).items()],
         f"#define {up}_ACTION_SIZE {policy.action_size}",
         f"#define {up}_NUM_PARAMETERS {policy.num_parameters}",
-        f"#define {up}_REFERENCE_STEPS {obs.shape[0]}", "",
+        f"#define {up}_REFERENCE_STEPS {obs.shape[0]}",
+        "",
         *[f"/* {line} */" for line in header_notes],
-        f"typedef struct {{ {' '.join(members)} }} {name}_state;", "",
+        f"typedef struct {{ {' '.join(members)} }} {name}_state;",
+        "",
         f"void {name}_reset({name}_state *state);",
         f"void {name}_step({name}_state *state, const float obs[{up}_OBS_SIZE], float action[{up}_ACTION_SIZE]);",
         "",
@@ -261,10 +288,16 @@ def export_policy_c(policy: CPolicy, out_dir: str | os.PathLike, name: str, refe
         "/* Self-test: observations from reset and the JAX policy's actions (float32). */",
         _c_array(f"{name}_reference_obs", obs),
         _c_array(f"{name}_reference_action", actions),
-        f"#endif /* {up}_H */", "",
+        f"#endif /* {up}_H */",
+        "",
     ]
-    reset = "\n".join(f"    for (i = 0; i < {layer.sizes[1]}; ++i) state->{lname}[i] = {name}_{lname}_initial_state[i];"
-                      for lname, layer in grus) or "    (void)state;"
+    reset = (
+        "\n".join(
+            f"    for (i = 0; i < {layer.sizes[1]}; ++i) state->{lname}[i] = {name}_{lname}_initial_state[i];"
+            for lname, layer in grus
+        )
+        or "    (void)state;"
+    )
     sigmoid = f"static float {name}_sigmoid(float x) {{ return 1.0f / (1.0f + expf(-x)); }}\n" if grus else ""
     source = f"""/* {name}.c: policy inference; no allocation, only expf/tanhf from libm. */
 #include <math.h>
@@ -343,8 +376,12 @@ def find_c_compiler() -> str | None:
     return None
 
 
-def compile_selftest(out_dir: str | os.PathLike, name: str = "policy", cc: str | None = None,
-                     flags: tuple[str, ...] = ("-O2", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror")) -> Path:
+def compile_selftest(
+    out_dir: str | os.PathLike,
+    name: str = "policy",
+    cc: str | None = None,
+    flags: tuple[str, ...] = ("-O2", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror"),
+) -> Path:
     """Compile `<name>.c` + `<name>_selftest.c` in `out_dir`; returns the binary's path."""
     cc = cc or find_c_compiler()
     if cc is None:

@@ -8,7 +8,7 @@ Channels are last (Flax convention); Chi et al.'s PyTorch code works on [B, A, T
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

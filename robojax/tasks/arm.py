@@ -39,7 +39,9 @@ def read_state(qpos, qvel, ee, ee_rot, cube=None, cube_qpos: int | None = None, 
         "ee_rot": ee_rot,
     }
     if cube is not None:
-        reading.update(cube=cube, cube_quat=qpos[cube_qpos + 3:cube_qpos + 7], cube_vel=qvel[cube_qvel:cube_qvel + 6])
+        reading.update(
+            cube=cube, cube_quat=qpos[cube_qpos + 3 : cube_qpos + 7], cube_vel=qvel[cube_qvel : cube_qvel + 6]
+        )
     return reading
 
 
@@ -323,8 +325,11 @@ class PickPlace(ArmTask):
     @classmethod
     def task_success(cls, xp, reading, episode):
         cube = reading["cube"]
-        return (cls.placed(xp, cube, episode["target"]) & (reading["finger"] > 0.03)
-                & ~cls.keep_out_violated(xp, reading["ee"], cube))
+        return (
+            cls.placed(xp, cube, episode["target"])
+            & (reading["finger"] > 0.03)
+            & ~cls.keep_out_violated(xp, reading["ee"], cube)
+        )
 
 
 TASKS = {task.name: task for task in (Reach, PushCube, PickPlace)}

@@ -52,16 +52,19 @@ def test_committed_block_is_what_the_script_computes(path):
         assert "\n".join(targets_table(results["targets"])) in f.read()
 
 
-@pytest.mark.parametrize("block, message", [
-    ({}, "non-empty"),
-    ({"x": {"measured": 1.0, "goal": "g"}}, "needs the keys"),
-    ({"x": {"measured": [1.0], "goal": "g", "met": True}}, "measured must be"),
-    ({"x": {"measured": float("nan"), "goal": "g", "met": False}}, "record a missing figure as null"),
-    ({"x": {"measured": 1.0, "goal": "", "met": True}}, "goal must be"),
-    ({"x": {"measured": 1.0, "goal": "g", "met": 1}}, "met must be"),
-    ({"x": {"measured": None, "goal": "g", "met": True, "note": "n"}}, "cannot be met"),
-    ({"x": {"measured": None, "goal": "g", "met": False}}, "add a note"),
-])
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({}, "non-empty"),
+        ({"x": {"measured": 1.0, "goal": "g"}}, "needs the keys"),
+        ({"x": {"measured": [1.0], "goal": "g", "met": True}}, "measured must be"),
+        ({"x": {"measured": float("nan"), "goal": "g", "met": False}}, "record a missing figure as null"),
+        ({"x": {"measured": 1.0, "goal": "", "met": True}}, "goal must be"),
+        ({"x": {"measured": 1.0, "goal": "g", "met": 1}}, "met must be"),
+        ({"x": {"measured": None, "goal": "g", "met": True, "note": "n"}}, "cannot be met"),
+        ({"x": {"measured": None, "goal": "g", "met": False}}, "add a note"),
+    ],
+)
 def test_check_targets_rejects_malformed(block, message):
     with pytest.raises(ValueError, match=message):
         check_targets(block)
@@ -87,9 +90,16 @@ def test_with_targets_section_replaces_or_appends():
 
 
 def _sac_run(env, seed, seconds, reached=True):
-    return {"env": env, "seed": seed, "sac": {}, "threshold": 900.0, "reached": reached,
-            "env_steps_to_threshold": 5000 if reached else None, "seconds_to_threshold": seconds if reached else None,
-            "best_return": 950.0 if reached else 500.0}
+    return {
+        "env": env,
+        "seed": seed,
+        "sac": {},
+        "threshold": 900.0,
+        "reached": reached,
+        "env_steps_to_threshold": 5000 if reached else None,
+        "seconds_to_threshold": seconds if reached else None,
+        "best_return": 950.0 if reached else 500.0,
+    }
 
 
 def test_sac_targets():
@@ -103,8 +113,11 @@ def test_sac_targets():
     assert fn(slow)["pendulum_swingup_700_within_5_min"]["met"]
     missed = copy.deepcopy(good)
     missed["time_to_threshold"][4] = _sac_run("pendulum_swingup", 1, None, reached=False)
-    assert fn(missed)["pendulum_swingup_700_within_5_min"] == {**fn(missed)["pendulum_swingup_700_within_5_min"],
-                                                               "measured": None, "met": False}
+    assert fn(missed)["pendulum_swingup_700_within_5_min"] == {
+        **fn(missed)["pendulum_swingup_700_within_5_min"],
+        "measured": None,
+        "met": False,
+    }
     two_seeds = {"time_to_threshold": runs[:2]}
     assert not fn(two_seeds)["cartpole_balance_900_within_5_min"]["met"]
     assert not fn(good)["gym_inverted_pendulum_solved"]["met"]  # no host-loop runs
@@ -114,11 +127,18 @@ def test_sac_targets():
 def test_deploy_targets():
     fn = benchmark_targets("deploy")
     p = lambda p99: {"n": 10, "p99_ms": p99}
-    results = {"machine": {"cores": 2}, "load_before": [0.1], "load_after": [0.2],
-               "compute": p(0.05), "roundtrip": {"state": p(0.5), "command": p(0.7)},
-               "loop": {"rate_hz": 100.0, "steps": 6000, "end_reason": "completed", "deadline_misses": 0}}
+    results = {
+        "machine": {"cores": 2},
+        "load_before": [0.1],
+        "load_after": [0.2],
+        "compute": p(0.05),
+        "roundtrip": {"state": p(0.5), "command": p(0.7)},
+        "loop": {"rate_hz": 100.0, "steps": 6000, "end_reason": "completed", "deadline_misses": 0},
+    }
     block = fn(results)
-    assert block["compute_p99_ms"]["met"] and block["roundtrip_p99_ms"]["met"] and block["loop_100_hz_60_s_no_miss"]["met"]
+    assert (
+        block["compute_p99_ms"]["met"] and block["roundtrip_p99_ms"]["met"] and block["loop_100_hz_60_s_no_miss"]["met"]
+    )
     bad = copy.deepcopy(results)
     bad["compute"]["p99_ms"] = 1.5
     bad["roundtrip"]["command"]["p99_ms"] = 2.5
@@ -135,11 +155,23 @@ def test_deploy_targets():
 
 def test_env_throughput_targets():
     fn = benchmark_targets("env_throughput")
-    row = lambda task, ratio: {"task": task, "batch": 1024, "steps_per_s": 1e5 * ratio, "c_mujoco_steps_per_s": 1e5,
-                               "ratio_vs_c": ratio, "ratio_vs_c_rollout": ratio}
-    result = {"command": "c", "machine": {"cores": 2},
-              "rows": [row("cartpole_balance", 2.0), row("reacher", 0.9),
-                       {"task": "pendulum_swingup", "batch": 1024, "stalled": True}]}
+    row = lambda task, ratio: {
+        "task": task,
+        "batch": 1024,
+        "steps_per_s": 1e5 * ratio,
+        "c_mujoco_steps_per_s": 1e5,
+        "ratio_vs_c": ratio,
+        "ratio_vs_c_rollout": ratio,
+    }
+    result = {
+        "command": "c",
+        "machine": {"cores": 2},
+        "rows": [
+            row("cartpole_balance", 2.0),
+            row("reacher", 0.9),
+            {"task": "pendulum_swingup", "batch": 1024, "stalled": True},
+        ],
+    }
     block = fn(result)
     assert block["cartpole_balance_beats_c_at_batch_1024"]["met"]
     assert not block["reacher_beats_c_at_batch_1024"]["met"]
@@ -149,16 +181,25 @@ def test_env_throughput_targets():
 
 
 def _dp_summary(task, objective, mode, success, ms, seeds=(0, 1, 2)):
-    return {"task": task, "objective": objective, "mode": mode, "seeds": list(seeds), "success_mean": success,
-            "per_action_ms_mean": ms}
+    return {
+        "task": task,
+        "objective": objective,
+        "mode": mode,
+        "seeds": list(seeds),
+        "success_mean": success,
+        "per_action_ms_mean": ms,
+    }
 
 
 def test_diffusion_policy_targets():
     fn = benchmark_targets("diffusion_policy")
     summary = []
     for task in ("arm_push_cube", "arm_pick_place"):
-        summary += [_dp_summary(task, "diffusion", "ddpm", 0.93, 25.0), _dp_summary(task, "diffusion", "ddim", 0.9, 3.0),
-                    _dp_summary(task, "diffusion", "rti", 0.92, 1.0)]
+        summary += [
+            _dp_summary(task, "diffusion", "ddpm", 0.93, 25.0),
+            _dp_summary(task, "diffusion", "ddim", 0.9, 3.0),
+            _dp_summary(task, "diffusion", "rti", 0.92, 1.0),
+        ]
     summary.append(_dp_summary("arm_pick_place", "mse", "direct", 0.7, 0.7))
     block = fn({"summary": summary})
     assert all(e["met"] for e in block.values()), block
@@ -184,9 +225,15 @@ def _raptor_run(n, minutes, hover, track_error):
 
 def test_raptor_targets():
     fn = benchmark_targets("raptor")
-    data = {"runs": [_raptor_run(n, 20.0, 0.95, 0.1) for n in (8, 16, 32, 64)],
-            "projection": {"cpu_env_steps_per_s": 5000.0, "measured_on": "cpu", "teacher_env_steps": 1000,
-                           "gpu_minutes_1000_teachers_this_budget": [1.0, 5.0]}}
+    data = {
+        "runs": [_raptor_run(n, 20.0, 0.95, 0.1) for n in (8, 16, 32, 64)],
+        "projection": {
+            "cpu_env_steps_per_s": 5000.0,
+            "measured_on": "cpu",
+            "teacher_env_steps": 1000,
+            "gpu_minutes_1000_teachers_this_budget": [1.0, 5.0],
+        },
+    }
     assert all(e["met"] for e in fn(data).values())
     data["runs"][2] = _raptor_run(32, 31.0, 0.89, 0.21)
     block = fn(data)
@@ -203,8 +250,13 @@ def test_raptor_targets():
 def test_deploy_train_sac_targets():
     fn = benchmark_targets("deploy_train_sac")
     ev = lambda steps, ret: {"env_steps": steps, "return": ret, "success": 0.5}
-    record = {"task": "arm_reach", "error": None, "env_steps": 2000, "config": {"total_env_steps": 2000},
-              "evals": [ev(1000, 50.0), ev(2000, 90.0)]}
+    record = {
+        "task": "arm_reach",
+        "error": None,
+        "env_steps": 2000,
+        "config": {"total_env_steps": 2000},
+        "evals": [ev(1000, 50.0), ev(2000, 90.0)],
+    }
     assert fn(record)["sac_trains_against_robot"]["met"]
     assert not fn({**record, "error": "robot timed out", "env_steps": 1500})["sac_trains_against_robot"]["met"]
     assert not fn({**record, "evals": [ev(1000, 90.0), ev(2000, 50.0)]})["sac_trains_against_robot"]["met"]

@@ -19,12 +19,19 @@ def _episode(t, seed=0):
 
 
 def _write(path, lengths=(5, 7), **kw):
-    with EpisodeWriter(path, OBS, ACT, env="toy", control_dt=0.05, discrete_action_dims=[1],
-                       metadata={"expert": "test"}, **kw) as w:
+    with EpisodeWriter(
+        path, OBS, ACT, env="toy", control_dt=0.05, discrete_action_dims=[1], metadata={"expert": "test"}, **kw
+    ) as w:
         for i, t in enumerate(lengths):
             obs, act = _episode(t, i)
-            w.add_episode(obs, act, rewards=np.arange(t), success=i % 2 == 0,
-                          extras={"latency_ms": np.full(t, 1.5)}, metadata={"seed": i, "mode": "left"})
+            w.add_episode(
+                obs,
+                act,
+                rewards=np.arange(t),
+                success=i % 2 == 0,
+                extras={"latency_ms": np.full(t, 1.5)},
+                metadata={"seed": i, "mode": "left"},
+            )
     return path
 
 
@@ -56,8 +63,15 @@ def test_append_continues_and_checks_specs(tmp_path):
     ds = load_episodes(path)
     assert [len(e) for e in ds.episodes] == [4, 3] and ds.metadata == {"expert": "test"}
     with pytest.raises(DatasetError, match="action_spec"):
-        EpisodeWriter(path, OBS, ArraySpec((4,), np.float32, -1, 1), env="toy", control_dt=0.05,
-                      discrete_action_dims=[1], append=True)
+        EpisodeWriter(
+            path,
+            OBS,
+            ArraySpec((4,), np.float32, -1, 1),
+            env="toy",
+            control_dt=0.05,
+            discrete_action_dims=[1],
+            append=True,
+        )
     with pytest.raises(DatasetError, match="env"):
         EpisodeWriter(path, OBS, ACT, env="other", control_dt=0.05, discrete_action_dims=[1], append=True)
 
@@ -110,9 +124,14 @@ def test_missing_dataset_json(tmp_path):
         load_episodes(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("fmt, match", [("robojax.episodes/2", "different robojax version"),
-                                        ("something/else", "not a robojax episode dataset"),
-                                        (None, "unknown format")])
+@pytest.mark.parametrize(
+    "fmt, match",
+    [
+        ("robojax.episodes/2", "different robojax version"),
+        ("something/else", "not a robojax episode dataset"),
+        (None, "unknown format"),
+    ],
+)
 def test_wrong_format_version(tmp_path, fmt, match):
     path = _write(tmp_path / "ds")
     _edit_header(path, format=fmt)
@@ -149,8 +168,9 @@ def test_extra_length_mismatch(tmp_path):
         load_episodes(path)
 
 
-@pytest.mark.parametrize("name, value", [("observations", np.zeros((5, 4), np.float32)),
-                                         ("actions", np.zeros((5, 2), np.float64))])
+@pytest.mark.parametrize(
+    "name, value", [("observations", np.zeros((5, 4), np.float32)), ("actions", np.zeros((5, 2), np.float64))]
+)
 def test_shape_dtype_mismatch(tmp_path, name, value):
     path = _write(tmp_path / "ds")
     _rewrite_episode(path, **{name: value})

@@ -55,8 +55,7 @@ def test_windows_default_horizons():
 
 
 @settings(max_examples=50, deadline=None)
-@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 20), st.just(4)),
-                  elements=st.floats(-50, 50, width=32)))
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 20), st.just(4)), elements=st.floats(-50, 50, width=32)))
 def test_normalizer_round_trip(actions):
     actions[:, 3] = np.where(actions[:, 3] > 0, 1.0, -1.0)  # a gripper dim
     norm = MinMaxNormalizer.fit(actions, discrete_dims=[3])

@@ -40,8 +40,13 @@ def artifact(tmp_path_factory):
     def step(carry, obs, key):
         return jnp.tanh(W @ obs), carry
 
-    return export_policy(Policy(lambda: (), step, name="linear"), tmp_path_factory.mktemp("a") / "linear",
-                         observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.04)
+    return export_policy(
+        Policy(lambda: (), step, name="linear"),
+        tmp_path_factory.mktemp("a") / "linear",
+        observation_spec=OBS_SPEC,
+        action_spec=ACT_SPEC,
+        control_dt=0.04,
+    )
 
 
 def _free_port() -> int:
@@ -77,7 +82,11 @@ class HookPolicy:
 
     def __init__(self, policy, hook):
         self.policy, self.hook, self.n = policy, hook, 0
-        self.observation_spec, self.action_spec, self.control_dt = policy.observation_spec, policy.action_spec, policy.control_dt
+        self.observation_spec, self.action_spec, self.control_dt = (
+            policy.observation_spec,
+            policy.action_spec,
+            policy.control_dt,
+        )
 
     def reset(self, seed=None):
         self.policy.reset(seed)
@@ -93,7 +102,11 @@ class SlowPolicy:
 
     def __init__(self, policy, delay_s, after=0):
         self.policy, self.delay_s, self.after, self.n = policy, delay_s, after, 0
-        self.observation_spec, self.action_spec, self.control_dt = policy.observation_spec, policy.action_spec, policy.control_dt
+        self.observation_spec, self.action_spec, self.control_dt = (
+            policy.observation_spec,
+            policy.action_spec,
+            policy.control_dt,
+        )
 
     def reset(self, seed=None):
         self.policy.reset(seed)
@@ -107,8 +120,10 @@ class SlowPolicy:
 
 def test_episodes_are_logged_with_latencies(artifact, tmp_path):
     policy = deploy.load(artifact)
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=4.0).start() as server, \
-            RobotClient(server.address, timeout_s=0.5) as client:
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=4.0).start() as server,
+        RobotClient(server.address, timeout_s=0.5) as client,
+    ):
         writer = EpisodeWriter(tmp_path / "log", OBS_SPEC, ACT_SPEC, env="arm_reach", control_dt=0.02)
         # max_missed is generous: this test is about logging, and CI machines are noisy.
         config = ControllerConfig(rate_hz=50, episodes=2, episode_steps=15, seed=10, max_missed=1000)
@@ -143,12 +158,15 @@ def test_episodes_are_logged_with_latencies(artifact, tmp_path):
 
 def test_deadline_misses_stop_the_robot(artifact, tmp_path):
     policy = SlowPolicy(deploy.load(artifact), delay_s=0.05, after=3)
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
-            RobotClient(server.address, timeout_s=0.5) as client:
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server,
+        RobotClient(server.address, timeout_s=0.5) as client,
+    ):
         spy = Spy(client)
         writer = EpisodeWriter(tmp_path / "log", OBS_SPEC, ACT_SPEC)
-        report = Controller(policy, spy, ControllerConfig(rate_hz=50, episode_steps=100, max_missed=3),
-                            writer=writer).run()
+        report = Controller(
+            policy, spy, ControllerConfig(rate_hz=50, episode_steps=100, max_missed=3), writer=writer
+        ).run()
         assert client.state().stopped  # the server holds the arm and ignores commands
     assert report.end_reason == DEADLINE_MISSES and report.exit_code == EXIT_DEADLINES
     assert "consecutive control deadlines missed" in report.fault
@@ -164,11 +182,14 @@ def test_policy_failure_stops_the_robot(tmp_path):
     def step(carry, obs, key):
         return jnp.log(obs[:3] - 1e6), carry  # NaN
 
-    out = export_policy(Policy(lambda: (), step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
-                        control_dt=0.04)
+    out = export_policy(
+        Policy(lambda: (), step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.04
+    )
     policy = deploy.load(out, warmup=False)
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
-            RobotClient(server.address, timeout_s=0.5) as client:
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server,
+        RobotClient(server.address, timeout_s=0.5) as client,
+    ):
         spy = Spy(client)
         report = Controller(policy, spy, ControllerConfig(rate_hz=50, episode_steps=10)).run()
     assert report.end_reason == POLICY_ERROR and report.exit_code == EXIT_POLICY_FAULT
@@ -177,10 +198,17 @@ def test_policy_failure_stops_the_robot(tmp_path):
 
 
 def test_mismatched_robot_is_refused_before_anything_moves(tmp_path):
-    out = export_policy(Policy(lambda: (), lambda c, o, k: (o[:3], c)), tmp_path / "small",
-                        observation_spec=ArraySpec((5,), np.float32), action_spec=ACT_SPEC, control_dt=0.04)
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
-            RobotClient(server.address, timeout_s=0.5) as client:
+    out = export_policy(
+        Policy(lambda: (), lambda c, o, k: (o[:3], c)),
+        tmp_path / "small",
+        observation_spec=ArraySpec((5,), np.float32),
+        action_spec=ACT_SPEC,
+        control_dt=0.04,
+    )
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server,
+        RobotClient(server.address, timeout_s=0.5) as client,
+    ):
         spy = Spy(client)
         with pytest.raises(ControllerSetupError, match="shape"):
             Controller(deploy.load(out), spy, ControllerConfig(rate_hz=25)).run()
@@ -203,16 +231,17 @@ def test_dead_server_detected_nothing_further_sent_then_reconnect(artifact, tmp_
             killed["t"] = time.time()
 
     policy = HookPolicy(deploy.load(artifact), kill_server)
-    controller = Controller(policy, spy, ControllerConfig(rate_hz=rate, episode_steps=10_000, max_missed=1000),
-                            writer=writer)
+    controller = Controller(
+        policy, spy, ControllerConfig(rate_hz=rate, episode_steps=10_000, max_missed=1000), writer=writer
+    )
     report = controller.run()
     assert killed, report.table()
     assert report.end_reason == ROBOT_TIMEOUT and report.exit_code == EXIT_ROBOT_FAULT
     assert "stopped answering" in report.fault
-    assert report.fault_unix - killed["t"] <= 2 / rate, (report.fault_unix - killed["t"])
+    assert report.fault_unix - killed["t"] <= 2 / rate, report.fault_unix - killed["t"]
     # After the first timeout the controller sent exactly one stop request and nothing else.
     first = next(i for i, (_, r) in enumerate(spy.calls) if r == "RobotTimeout")
-    assert [c for c, _ in spy.calls[first + 1:]] == ["stop"] and report.stop_acknowledged is False
+    assert [c for c, _ in spy.calls[first + 1 :]] == ["stop"] and report.stop_acknowledged is False
     ep = load_episodes(tmp_path / "log").episodes[0]
     assert ep.metadata["end_reason"] == ROBOT_TIMEOUT and not ep.metadata["complete"]
     assert len(ep) >= 10 and not ep.extras["valid"][-1] and ep.extras["valid"][:-1].all()
@@ -227,8 +256,9 @@ def test_dead_server_detected_nothing_further_sent_then_reconnect(artifact, tmp_
             except RobotTimeout:
                 assert time.time() < deadline, "the client did not reconnect to the restarted server"
         client.timeout_s = 0.5  # what is tested here is the reconnection, not the deadline
-        report = Controller(deploy.load(artifact), client,
-                            ControllerConfig(rate_hz=rate, episode_steps=5, max_missed=1000)).run()
+        report = Controller(
+            deploy.load(artifact), client, ControllerConfig(rate_hz=rate, episode_steps=5, max_missed=1000)
+        ).run()
         assert report.end_reason == "completed" and report.steps == 5, report.table()
     client.close()
     writer.close()
@@ -236,8 +266,10 @@ def test_dead_server_detected_nothing_further_sent_then_reconnect(artifact, tmp_
 
 def test_interrupt_request_stops_and_logs_partial_episode(artifact, tmp_path):
     policy = deploy.load(artifact)
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
-            RobotClient(server.address, timeout_s=0.5) as client:
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server,
+        RobotClient(server.address, timeout_s=0.5) as client,
+    ):
         writer = EpisodeWriter(tmp_path / "log", OBS_SPEC, ACT_SPEC)
         controller = Controller(None, client, ControllerConfig(rate_hz=50, episode_steps=1000), writer=writer)
 
@@ -269,8 +301,10 @@ def test_realtime_priority_is_applied_and_restored(artifact):
     before = os.sched_getscheduler(0)
     seen = []
     policy = HookPolicy(deploy.load(artifact), lambda n: seen.append(os.sched_getscheduler(0)))
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server, \
-            RobotClient(server.address, timeout_s=0.5) as client:
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0").start() as server,
+        RobotClient(server.address, timeout_s=0.5) as client,
+    ):
         config = ControllerConfig(rate_hz=50, episode_steps=3, max_missed=1000, realtime_priority=5)
         try:
             report = Controller(policy, client, config).run()

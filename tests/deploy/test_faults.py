@@ -1,9 +1,9 @@
 """Fault survival of the real processes: experiments.run_controller against experiments.sim_robot_server.
 
-  * the server is killed (SIGKILL) mid-run: the controller notices within two control periods,
-    exits non-zero with a clear message, and its episode log loads;
-  * the server restarts on the same port: the next controller run works and appends to the log;
-  * Ctrl-C (SIGINT) on the controller: the robot is stopped and the partial episode is logged.
+* the server is killed (SIGKILL) mid-run: the controller notices within two control periods,
+  exits non-zero with a clear message, and its episode log loads;
+* the server restarts on the same port: the next controller run works and appends to the log;
+* Ctrl-C (SIGINT) on the controller: the robot is stopped and the partial episode is logged.
 """
 
 import json
@@ -32,15 +32,23 @@ W = np.random.default_rng(0).normal(size=(3, 24)).astype(np.float32) * 0.3
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    return export_policy(Policy(lambda: (), lambda c, o, k: (jnp.tanh(W @ o), c), name="linear"),
-                         tmp_path_factory.mktemp("a") / "linear",
-                         observation_spec=ArraySpec((24,), np.float32, name="observation"),
-                         action_spec=ArraySpec((3,), np.float32, -1.0, 1.0, name="action"), control_dt=0.04)
+    return export_policy(
+        Policy(lambda: (), lambda c, o, k: (jnp.tanh(W @ o), c), name="linear"),
+        tmp_path_factory.mktemp("a") / "linear",
+        observation_spec=ArraySpec((24,), np.float32, name="observation"),
+        action_spec=ArraySpec((3,), np.float32, -1.0, 1.0, name="action"),
+        control_dt=0.04,
+    )
 
 
 def _start_server(port=0):
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.sim_robot_server", "--task=arm_reach",
-                             f"--port={port}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.sim_robot_server", "--task=arm_reach", f"--port={port}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = _wait_for(proc, "server at", 60)
     return proc, line.split("server at", 1)[1].split()[0]
 
@@ -61,8 +69,17 @@ def _wait_for(proc, text, timeout_s):
 
 
 def _controller(artifact, address, log, summary, *extra):
-    cmd = [sys.executable, "-m", "experiments.run_controller", f"--policy={artifact}", f"--robot={address}",
-           f"--rate_hz={RATE_HZ}", f"--log={log}", f"--summary_json={summary}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.run_controller",
+        f"--policy={artifact}",
+        f"--robot={address}",
+        f"--rate_hz={RATE_HZ}",
+        f"--log={log}",
+        f"--summary_json={summary}",
+        *extra,
+    ]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -94,7 +111,9 @@ def test_server_killed_then_restarted(artifact, tmp_path):
         report = json.load(f)
     assert report["end_reason"] == "robot_timeout" and report["exit_code"] == 2
     print(f"fault detected {1e3 * (report['fault_unix'] - killed):.1f} ms after SIGKILL (period {1e3 * PERIOD:.0f} ms)")
-    assert 0 <= report["fault_unix"] - killed <= 2 * PERIOD, f"detected {report['fault_unix'] - killed:.3f} s after the kill"
+    assert 0 <= report["fault_unix"] - killed <= 2 * PERIOD, (
+        f"detected {report['fault_unix'] - killed:.3f} s after the kill"
+    )
     assert report["stop_acknowledged"] is False
     assert "FAULT (robot_timeout)" in out and "policy compute" in out  # the summary table
     data = load_episodes(log)
@@ -108,8 +127,9 @@ def test_server_killed_then_restarted(artifact, tmp_path):
     try:
         assert address2 == address
         # A long call timeout: a freshly started server on a loaded machine may be slow to answer at first.
-        code, out, err = _finish(_controller(artifact, address, log, summary, "--episode_steps=10", "--max_missed=50",
-                                             "--timeout_ms=500"))
+        code, out, err = _finish(
+            _controller(artifact, address, log, summary, "--episode_steps=10", "--max_missed=50", "--timeout_ms=500")
+        )
     finally:
         server.kill()
     assert code == 0, (out[-2000:], err[-2000:])
@@ -120,8 +140,9 @@ def test_server_killed_then_restarted(artifact, tmp_path):
 def test_ctrl_c_stops_robot_and_keeps_log(artifact, tmp_path):
     server, address = _start_server()
     log, summary = tmp_path / "log", tmp_path / "summary.json"
-    ctrl = _controller(artifact, address, log, summary, "--episodes=3", "--episode_steps=100000", "--max_missed=50",
-                       "--timeout_ms=500")
+    ctrl = _controller(
+        artifact, address, log, summary, "--episodes=3", "--episode_steps=100000", "--max_missed=50", "--timeout_ms=500"
+    )
     try:
         _wait_for(ctrl, "running", 120)
         time.sleep(0.7)

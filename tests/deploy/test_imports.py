@@ -15,8 +15,17 @@ from robojax.agents.sac.export import export_sac, source_from_train_state
 from robojax.envs.core import ArraySpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FORBIDDEN = ("flax", "optax", "orbax", "robojax.agents", "robojax.checkpoint", "robojax.envs", "robojax.data",
-             "mujoco", "envs")
+FORBIDDEN = (
+    "flax",
+    "optax",
+    "orbax",
+    "robojax.agents",
+    "robojax.checkpoint",
+    "robojax.envs",
+    "robojax.data",
+    "mujoco",
+    "envs",
+)
 
 CHILD = """
 import json, sys
@@ -33,14 +42,16 @@ print(json.dumps({"action": action.tolist(), "loaded": loaded}))
 def test_load_and_call_import_no_training_code(tmp_path):
     obs_spec = ArraySpec((24,), np.float32, name="observation")
     act_spec = ArraySpec((3,), np.float32, -1.0, 1.0, name="action")
-    config = SACConfig(actor_hidden_dims=(16, 16), critic_hidden_dims=(8,), critic_ensemble_size=2,
-                       normalize_observations=True)
+    config = SACConfig(
+        actor_hidden_dims=(16, 16), critic_hidden_dims=(8,), critic_ensemble_size=2, normalize_observations=True
+    )
     state = learner.init(jax.random.PRNGKey(0), obs_spec, act_spec, config)
     state = learner.update_observation_normalizer(state, np.random.default_rng(0).normal(2, 3, (64, 24)))
     out = export_sac(source_from_train_state(state, obs_spec, act_spec), tmp_path / "sac", control_dt=0.04)
 
-    proc = subprocess.run([sys.executable, "-c", CHILD, out, json.dumps(FORBIDDEN)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, out, json.dumps(FORBIDDEN)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["loaded"] == [], f"robojax.deploy pulled in training-side modules: {result['loaded']}"

@@ -2,7 +2,6 @@
 
 import functools
 
-import robojax  # noqa: F401  (sets XLA flags first)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import robojax  # noqa: F401  (sets XLA flags first)
 from robojax.diffusion import (
     ddim_step,
     ddim_timesteps,
@@ -51,6 +51,7 @@ def _diffusers_jax_compat(monkeypatch):
 
     monkeypatch.setattr(scheduling_ddpm_flax, "jnp", _JnpWithClipAMin())
 
+
 SHAPE = (2, 16, 3)
 SETTINGS = [(p, c, b) for p in ("epsilon", "sample") for c in (True, False) for b in ("squaredcos_cap_v2", "linear")]
 
@@ -68,8 +69,9 @@ def _fake_denoiser(x_t, t):
 @pytest.mark.parametrize("prediction_type,clip_sample,beta_schedule", SETTINGS)
 def test_ddpm_step_matches_diffusers(prediction_type, clip_sample, beta_schedule):
     s = make_schedule(100, beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=clip_sample)
-    scheduler = FlaxDDPMScheduler(num_train_timesteps=100, beta_schedule=beta_schedule,
-                                  prediction_type=prediction_type, clip_sample=clip_sample)
+    scheduler = FlaxDDPMScheduler(
+        num_train_timesteps=100, beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=clip_sample
+    )
     state = scheduler.create_state()
     for i, t in enumerate([99, 60, 17, 1, 0]):
         k1, k2, k3 = jax.random.split(jax.random.key(i), 3)
@@ -92,8 +94,9 @@ def test_ddpm_step_matches_diffusers(prediction_type, clip_sample, beta_schedule
 @pytest.mark.parametrize("k", [1, 8, 10])
 def test_ddim_matches_diffusers_step_by_step_and_full_loop(prediction_type, clip_sample, beta_schedule, k):
     s = make_schedule(100, beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=clip_sample)
-    scheduler = FlaxDDIMScheduler(num_train_timesteps=100, beta_schedule=beta_schedule,
-                                  prediction_type=prediction_type, clip_sample=clip_sample)
+    scheduler = FlaxDDIMScheduler(
+        num_train_timesteps=100, beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=clip_sample
+    )
     state = scheduler.set_timesteps(scheduler.create_state(), k)
     steps = ddim_timesteps(s, k)
     assert steps == tuple(int(t) for t in state.timesteps)
@@ -117,9 +120,9 @@ def test_full_ddpm_loop_matches_step_by_step_with_diffusers_variance():
     step_keys = jax.random.split(key, 100)  # the keys sample() hands to ddpm_step, in order
     for t, k in zip(ddpm_timesteps(s), step_keys):
         out = _fake_denoiser(x, jnp.int32(t))
-        deterministic = scheduler.step(state, out, t, x, jax.random.key(0)).prev_sample - (
-            t > 0) * jnp.sqrt(scheduler._get_variance(state, t)) * jax.random.normal(
-            jax.random.split(jax.random.key(0), 1)[0], SHAPE)
+        deterministic = scheduler.step(state, out, t, x, jax.random.key(0)).prev_sample - (t > 0) * jnp.sqrt(
+            scheduler._get_variance(state, t)
+        ) * jax.random.normal(jax.random.split(jax.random.key(0), 1)[0], SHAPE)
         x = deterministic + (t > 0) * jnp.sqrt(scheduler._get_variance(state, t)) * jax.random.normal(k, SHAPE)
     ours = sample(_fake_denoiser, s, x_start, key, timesteps=ddpm_timesteps(s), method="ddpm")
     np.testing.assert_allclose(ours, x, atol=1e-4, rtol=1e-4)
@@ -205,8 +208,9 @@ def test_sample_is_jittable_and_vmappable():
     for method in ("ddim", "ddpm"):
         fn = jax.jit(jax.vmap(functools.partial(sample, _fake_denoiser, s, timesteps=steps, method=method)))
         batched = fn(x, keys)
-        one_by_one = jnp.stack([sample(_fake_denoiser, s, x[i], keys[i], timesteps=steps, method=method)
-                                for i in range(5)])
+        one_by_one = jnp.stack(
+            [sample(_fake_denoiser, s, x[i], keys[i], timesteps=steps, method=method) for i in range(5)]
+        )
         np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
         assert bool(jnp.all(jnp.isfinite(batched)))
     # DDPM noise differs per key; DDIM ignores it.

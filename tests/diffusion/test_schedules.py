@@ -3,7 +3,6 @@
 import json
 import os
 
-import robojax  # noqa: F401  (sets XLA flags first)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import robojax  # noqa: F401  (sets XLA flags first)
 from robojax.diffusion import (
     from_diffusers_config,
     load_scheduler_config,
@@ -134,8 +134,14 @@ def test_make_schedule_rejects_bad_arguments(kwargs, field):
 # ------------------------------------------------------------------------------------------------ config round trips
 
 
-@pytest.mark.parametrize("class_name,cls", [("DDPMScheduler", FlaxDDPMScheduler), ("DDIMScheduler", FlaxDDIMScheduler),
-                                            ("FlaxDDPMScheduler", FlaxDDPMScheduler)])
+@pytest.mark.parametrize(
+    "class_name,cls",
+    [
+        ("DDPMScheduler", FlaxDDPMScheduler),
+        ("DDIMScheduler", FlaxDDIMScheduler),
+        ("FlaxDDPMScheduler", FlaxDDPMScheduler),
+    ],
+)
 @pytest.mark.parametrize("beta_schedule", ["squaredcos_cap_v2", "linear"])
 def test_our_config_loads_into_diffusers(tmp_path, class_name, cls, beta_schedule):
     ours = make_schedule(100, beta_schedule=beta_schedule, prediction_type="sample", clip_sample=False)
@@ -156,12 +162,17 @@ def test_our_config_loads_into_diffusers(tmp_path, class_name, cls, beta_schedul
 
 @pytest.mark.parametrize("cls", [FlaxDDPMScheduler, FlaxDDIMScheduler])
 def test_diffusers_written_config_loads_into_ours(tmp_path, cls):
-    scheduler = cls(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
-                    clip_sample=False)
+    scheduler = cls(
+        num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type="sample", clip_sample=False
+    )
     scheduler.save_config(str(tmp_path))
     ours = load_scheduler_config(tmp_path)
     assert (ours.num_train_timesteps, ours.beta_schedule, ours.prediction_type, ours.clip_sample) == (
-        100, "squaredcos_cap_v2", "sample", False)
+        100,
+        "squaredcos_cap_v2",
+        "sample",
+        False,
+    )
     np.testing.assert_allclose(ours.alphas_cumprod, scheduler.create_state().common.alphas_cumprod, atol=1e-5, rtol=0)
     again = from_diffusers_config(to_diffusers_config(ours))
     np.testing.assert_array_equal(again.alphas_cumprod, ours.alphas_cumprod)
@@ -172,11 +183,23 @@ def test_diffusers_written_config_loads_into_ours(tmp_path, cls):
 def test_torch_diffusers_style_config_loads():
     # Every key diffusers' (torch) DDPMScheduler.save_config writes, as in Diffusion Policy's DDPM setting.
     config = {
-        "_class_name": "DDPMScheduler", "_diffusers_version": "0.39.0", "beta_end": 0.02,
-        "beta_schedule": "squaredcos_cap_v2", "beta_start": 0.0001, "clip_sample": True, "clip_sample_range": 1.0,
-        "dynamic_thresholding_ratio": 0.995, "num_train_timesteps": 100, "prediction_type": "epsilon",
-        "rescale_betas_zero_snr": False, "sample_max_value": 1.0, "steps_offset": 0, "thresholding": False,
-        "timestep_spacing": "leading", "trained_betas": None, "variance_type": "fixed_small",
+        "_class_name": "DDPMScheduler",
+        "_diffusers_version": "0.39.0",
+        "beta_end": 0.02,
+        "beta_schedule": "squaredcos_cap_v2",
+        "beta_start": 0.0001,
+        "clip_sample": True,
+        "clip_sample_range": 1.0,
+        "dynamic_thresholding_ratio": 0.995,
+        "num_train_timesteps": 100,
+        "prediction_type": "epsilon",
+        "rescale_betas_zero_snr": False,
+        "sample_max_value": 1.0,
+        "steps_offset": 0,
+        "thresholding": False,
+        "timestep_spacing": "leading",
+        "trained_betas": None,
+        "variance_type": "fixed_small",
     }
     s = from_diffusers_config(config)
     np.testing.assert_array_equal(s.alphas_cumprod, make_schedule().alphas_cumprod)

@@ -52,7 +52,7 @@ def _with_header(frame, **changes):
     names = ["magic", "version", "type", "flags", "request_id", "payload_len", "mac"]
     values = dict(zip(names, p.HEADER.unpack_from(frame)))
     values.update(changes)
-    return p.HEADER.pack(*(values[n] for n in names)) + frame[p.HEADER_SIZE:]
+    return p.HEADER.pack(*(values[n] for n in names)) + frame[p.HEADER_SIZE :]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,10 @@ def _frame_with_payload(payload, mtype=MsgType.COMMAND):
         (struct.pack("<HB", 1, 1) + b"a" + bytes([5, 0, 7]), "must be 0 or 1"),
         (struct.pack("<HB", 1, 1) + b"a" + bytes([6, 1]) + struct.pack("<I", 1) + b"\xff", "not valid UTF-8"),
         (struct.pack("<HB", 1, 1) + b"a" + bytes([6, 0]), "text must have ndim 1"),
-        (struct.pack("<HB", 2, 1) + b"a" + bytes([2, 0]) + bytes(8) + b"\x01a" + bytes([2, 0]) + bytes(8), "duplicate field"),
+        (
+            struct.pack("<HB", 2, 1) + b"a" + bytes([2, 0]) + bytes(8) + b"\x01a" + bytes([2, 0]) + bytes(8),
+            "duplicate field",
+        ),
         (struct.pack("<H", 0) + b"zz", "2 trailing bytes"),
     ],
 )

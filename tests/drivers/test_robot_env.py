@@ -114,7 +114,8 @@ def _free_port():
 def _spawn(port):
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.sim_robot_server", f"--port={port}", "--real_time_factor=20"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     assert re.search(r"at tcp://", line), line
@@ -158,12 +159,20 @@ def test_sac_host_loop_trains_against_sim_servers():
     from robojax.agents.sac import host_loop
     from robojax.agents.sac.config import HOST_SAC_DEFAULTS, HostTrainConfig
 
-    with SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=50.0).start() as train_srv, \
-            SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=50.0, seed=1).start() as eval_srv:
+    with (
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=50.0).start() as train_srv,
+        SimRobotServer("arm_reach", bind="tcp://127.0.0.1:0", real_time_factor=50.0, seed=1).start() as eval_srv,
+    ):
         sac = dataclasses.replace(HOST_SAC_DEFAULTS, actor_hidden_dims=(16,), critic_hidden_dims=(16,), batch_size=32)
         config = HostTrainConfig(
-            env="sim_robot:arm_reach", total_env_steps=300, learning_starts=100, eval_interval=300,
-            eval_episodes=1, log_interval=100, progress_bar=False, sac=sac,
+            env="sim_robot:arm_reach",
+            total_env_steps=300,
+            learning_starts=100,
+            eval_interval=300,
+            eval_episodes=1,
+            log_interval=100,
+            progress_bar=False,
+            sac=sac,
         )
         result = host_loop.train(
             config,

@@ -24,13 +24,20 @@ def test_constants_and_model_match_envs_arm(task):
 
     cls = envs.task_class(task)
     assert issubclass(cls, TASKS[task])  # one definition: the env inherits the simulator's task class
-    constants = {k: v for c in TASKS[task].__mro__ for k, v in vars(c).items()
-                 if not k.startswith("_") and isinstance(v, (int, float, str, np.ndarray))}
+    constants = {
+        k: v
+        for c in TASKS[task].__mro__
+        for k, v in vars(c).items()
+        if not k.startswith("_") and isinstance(v, (int, float, str, np.ndarray))
+    }
     assert {"max_ee_step", "workspace_low", "success_radius", "episode_length"} <= set(constants)
     for name in constants:
         value = getattr(TASKS[task], name)
-        assert np.allclose(np.asarray(getattr(cls, name)), np.asarray(value)) if not isinstance(value, str) \
-            else getattr(cls, name) == value, name
+        assert (
+            np.allclose(np.asarray(getattr(cls, name)), np.asarray(value))
+            if not isinstance(value, str)
+            else getattr(cls, name) == value
+        ), name
     assert model_path(task) == asset_path("panda_arm", cls.xml)
     sim = SimArm(task)
     assert sim.obs_dim == cls().observation_spec.shape[0]
@@ -51,8 +58,13 @@ def test_trajectory_matches_mjx_env():
     state = reset(jax.random.PRNGKey(3))
     sim = SimArm("arm_reach")
     d = state.physics
-    got = sim.set_physics_state(np.asarray(d.qpos), np.asarray(d.qvel), np.asarray(d.ctrl),
-                                np.asarray(d.mocap_pos), {"target": np.asarray(state.episode["target"])})
+    got = sim.set_physics_state(
+        np.asarray(d.qpos),
+        np.asarray(d.qvel),
+        np.asarray(d.ctrl),
+        np.asarray(d.mocap_pos),
+        {"target": np.asarray(state.episode["target"])},
+    )
     np.testing.assert_allclose(got["obs"], np.asarray(state.obs), atol=1e-5)
     rng = np.random.default_rng(0)
     moved = 0.0
@@ -85,8 +97,13 @@ def test_pick_place_trajectory_matches_mjx_env():
     state = reset(jax.random.PRNGKey(5))
     sim = SimArm("arm_pick_place")
     d = state.physics
-    got = sim.set_physics_state(np.asarray(d.qpos), np.asarray(d.qvel), np.asarray(d.ctrl),
-                                np.asarray(d.mocap_pos), {"target": np.asarray(state.episode["target"])})
+    got = sim.set_physics_state(
+        np.asarray(d.qpos),
+        np.asarray(d.qvel),
+        np.asarray(d.ctrl),
+        np.asarray(d.mocap_pos),
+        {"target": np.asarray(state.episode["target"])},
+    )
     np.testing.assert_allclose(got["obs"], np.asarray(state.obs), atol=1e-5)
     assert got["obs"].shape == (39,)
     for t in range(16):
@@ -167,9 +184,11 @@ def test_real_time_pacing_never_runs_ahead():
 @pytest.mark.parametrize("task,obs_dim", [("arm_push_cube", 38), ("arm_pick_place", 39)])
 def test_experiment_entry_point_prints_address_and_stops_on_sigterm(task, obs_dim):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.sim_robot_server", f"--task={task}", "--port=0",
-         "--real_time_factor=10"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd(),
+        [sys.executable, "-m", "experiments.sim_robot_server", f"--task={task}", "--port=0", "--real_time_factor=10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
     )
     try:
         line = proc.stdout.readline()
@@ -188,6 +207,8 @@ def test_experiment_entry_point_prints_address_and_stops_on_sigterm(task, obs_di
 def test_experiment_refuses_public_bind_without_token():
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.sim_robot_server", "--host=0.0.0.0", "--port=0"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "no token is set" in proc.stderr

@@ -70,7 +70,7 @@ def test_pick_place_keep_out_terminates():
 
     @jax.jit
     def check(cube_xy):
-        qpos = state.physics.qpos.at[i:i + 2].set(cube_xy)
+        qpos = state.physics.qpos.at[i : i + 2].set(cube_xy)
         data = mjx.forward(task.mjx_model, state.physics.replace(qpos=qpos))
         return task._terminated(data, state.episode), task.in_keep_out(data)
 

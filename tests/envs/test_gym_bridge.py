@@ -89,7 +89,7 @@ class DriftEnv(Env):
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def drift_stack(num_envs=None, episode_length=100):
     """The probe env in the standard wrapper stack; cached so tests share its compiled functions."""
     env = EpisodeStatistics(TimeLimit(DriftEnv(), episode_length))
@@ -268,7 +268,9 @@ def test_vector_env_needs_batched_autoreset_env():
 
 def test_make_vec_vector_entry_point_truncates_with_final_obs():
     venv = gymnasium.make_vec(
-        "robojax/CartpoleBalance-v0", num_envs=2, vectorization_mode="vector_entry_point",
+        "robojax/CartpoleBalance-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
         episode_length=3,
     )
     assert isinstance(venv, GymnasiumVectorEnv) and venv.num_envs == 2
@@ -302,8 +304,14 @@ def test_from_gymnasium_pendulum_round_trip():
     assert not np.array_equal(s0.obs, env.reset(jax.random.PRNGKey(1)).obs)
     np.testing.assert_array_equal(env.reset(5).obs, env.reset(5).obs)
     assert s0.physics is None and s0.episode == {}
-    assert set(s0.info) >= {"success", "final_obs", "episode_done", "episode_return",
-                            "episode_length", "episode_success"}
+    assert set(s0.info) >= {
+        "success",
+        "final_obs",
+        "episode_done",
+        "episode_return",
+        "episode_length",
+        "episode_success",
+    }
     assert s0.obs.dtype == np.float32
 
     state, total = s0, 0.0

@@ -9,21 +9,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import robojax  # noqa: F401  (XLA flags before JAX initialises)
 import envs
+import robojax  # noqa: F401  (XLA flags before JAX initialises)
 from envs import quadrotor as Q
 from envs.quadrotor import dynamics as dyn
 from envs.quadrotor import env as qenv
-from robojax.envs import AutoResetWrapper, EpisodeStatistics, TimeLimit, VmapWrapper
+from robojax.envs import AutoResetWrapper
 
 DT = 0.01
 
 
-def _body(position=(0.0, 0.0, 0.0), quaternion=(1.0, 0.0, 0.0, 0.0), velocity=(0.0, 0.0, 0.0),
-          angular_velocity=(0.0, 0.0, 0.0), motor=(0.0, 0.0, 0.0, 0.0)):
+def _body(
+    position=(0.0, 0.0, 0.0),
+    quaternion=(1.0, 0.0, 0.0, 0.0),
+    velocity=(0.0, 0.0, 0.0),
+    angular_velocity=(0.0, 0.0, 0.0),
+    motor=(0.0, 0.0, 0.0, 0.0),
+):
     f = lambda x: jnp.asarray(x, jnp.float32)
-    return {"position": f(position), "quaternion": f(quaternion), "velocity": f(velocity),
-            "angular_velocity": f(angular_velocity), "motor": f(motor)}
+    return {
+        "position": f(position),
+        "quaternion": f(quaternion),
+        "velocity": f(velocity),
+        "angular_velocity": f(angular_velocity),
+        "motor": f(motor),
+    }
 
 
 def _rollout(params, body, setpoint, n, torque_ext=None):
@@ -94,8 +104,11 @@ def test_rotation_stays_orthonormal_under_random_torque():
 def test_torque_free_body_conserves_angular_momentum_and_energy():
     # Asymmetric inertia and a generic spin: omega precesses in the body frame, but the world-frame
     # angular momentum R J omega and the kinetic energy omega.J.omega / 2 are invariants.
-    params = {**Q.nominal_parameters(), "thrust_curve": jnp.zeros(3, jnp.float32),
-              "inertia": jnp.asarray([1.0, 2.0, 3.0], jnp.float32)}
+    params = {
+        **Q.nominal_parameters(),
+        "thrust_curve": jnp.zeros(3, jnp.float32),
+        "inertia": jnp.asarray([1.0, 2.0, 3.0], jnp.float32),
+    }
     w0 = (1.0, 0.2, 0.8)
     traj = _rollout(params, _body(angular_velocity=w0), jnp.zeros(4), 1000)  # 10 s
     w = np.asarray(traj["angular_velocity"], np.float64)
@@ -119,8 +132,7 @@ def test_parameter_sampling_within_paper_ranges(seed):
     r, eps = Q.RANGES, 1e-4
     inside = lambda x, name: r[name][0] * (1 - eps) <= x <= r[name][1] * (1 + eps)
     assert set(p) == set(Q.PARAMETER_NAMES)
-    for name in ("thrust_to_weight", "mass", "torque_to_inertia", "torque_constant",
-                 "motor_tau_up", "motor_tau_down"):
+    for name in ("thrust_to_weight", "mass", "torque_to_inertia", "torque_constant", "motor_tau_up", "motor_tau_down"):
         assert inside(float(p[name]), name), (name, p[name])
     # mass-size ratio cbrt(m) / l within 7.90 * (1 +- 0.1)
     ratio = np.cbrt(p["mass"]) / p["arm_length"]
@@ -160,7 +172,9 @@ def test_reset_and_step_under_jit_and_vmap():
     np.testing.assert_allclose(final_obs[..., qenv.OBS_PREVIOUS_ACTION], acts, atol=1e-6)
     np.testing.assert_allclose(teacher[..., :22], final_obs, atol=1e-6)
     rot = final_obs[..., qenv.OBS_ROTATION].reshape(*final_obs.shape[:2], 3, 3)
-    np.testing.assert_allclose(np.einsum("...ij,...ik->...jk", rot, rot), np.broadcast_to(np.eye(3), rot.shape), atol=1e-5)
+    np.testing.assert_allclose(
+        np.einsum("...ij,...ik->...jk", rot, rot), np.broadcast_to(np.eye(3), rot.shape), atol=1e-5
+    )
     live = ~np.asarray(done)
     np.testing.assert_allclose(final_obs[live][:, qenv.OBS_ANGULAR_VELOCITY], phys["angular_velocity"][live], atol=1e-6)
     np.testing.assert_allclose(teacher[live][:, qenv.OBS_MOTOR], 2 * phys["motor"][live] - 1, atol=1e-6)
@@ -180,7 +194,9 @@ def test_tracking_observation_is_relative_to_reference():
     np.testing.assert_allclose(state.obs[12:15], state.physics["velocity"] - ref_v, atol=1e-6)
     # the reference velocity is the derivative of the reference position, and it starts at 0
     h = 1e-3
-    fd = (task.reference(state.episode, jnp.float32(t + h))[0] - task.reference(state.episode, jnp.float32(t - h))[0]) / (2 * h)
+    fd = (
+        task.reference(state.episode, jnp.float32(t + h))[0] - task.reference(state.episode, jnp.float32(t - h))[0]
+    ) / (2 * h)
     np.testing.assert_allclose(fd, ref_v, atol=2e-3)
     np.testing.assert_allclose(task.reference(state.episode, jnp.float32(0.0))[0], 0.0, atol=1e-6)
     assert float(jnp.linalg.norm(ref_p)) > 0

@@ -34,9 +34,16 @@ class Counter(Env):
 
     def reset_with_parameters(self, key, params):
         x = jnp.full((1,), self.start, jnp.float32)
-        return EnvState(physics=x, obs=x, reward=jnp.zeros(()), terminated=jnp.zeros((), bool),
-                        truncated=jnp.zeros((), bool), dynamics={"gain": jnp.asarray(params["gain"], jnp.float32)},
-                        info={"success": jnp.zeros((), bool)}, rng=key)
+        return EnvState(
+            physics=x,
+            obs=x,
+            reward=jnp.zeros(()),
+            terminated=jnp.zeros((), bool),
+            truncated=jnp.zeros((), bool),
+            dynamics={"gain": jnp.asarray(params["gain"], jnp.float32)},
+            info={"success": jnp.zeros((), bool)},
+            rng=key,
+        )
 
     def step(self, state, action):
         x = state.physics + 1.0
@@ -52,9 +59,11 @@ def test_builtin_tasks_found_without_importing_envs():
     """robojax finds the built-in tasks through the `robojax.envs` entry point, not by importing envs."""
     import subprocess
 
-    code = ("import sys, robojax.envs as E; assert 'envs' not in sys.modules;"
-            " n = E.names(); assert 'cartpole_balance' in n and 'quadrotor_hover' in n, n;"
-            " print(E.gymnasium_id('reacher'))")
+    code = (
+        "import sys, robojax.envs as E; assert 'envs' not in sys.modules;"
+        " n = E.names(); assert 'cartpole_balance' in n and 'quadrotor_hover' in n, n;"
+        " print(E.gymnasium_id('reacher'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "robojax/Reacher-v0"

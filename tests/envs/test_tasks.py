@@ -19,7 +19,7 @@ STEPS = 16
 TASKS = [name for name in envs.names() if not name.startswith("quadrotor_")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(name):
     env = envs.make(
         name,

@@ -166,9 +166,7 @@ def test_domain_randomization_rejects_unknown_parameter():
 
 
 def test_autoreset_keep_dynamics_holds_each_envs_robot():
-    inner = VmapWrapper(
-        TimeLimit(DomainRandomization(CounterEnv(goal=100.0), {"gain": Uniform(0.5, 2.0)}), 2), 4
-    )
+    inner = VmapWrapper(TimeLimit(DomainRandomization(CounterEnv(goal=100.0), {"gain": Uniform(0.5, 2.0)}), 2), 4)
     env = AutoResetWrapper(inner, keep_dynamics=True)
     state = env.reset(jax.random.key(0))
     gains = np.asarray(state.dynamics["gain"])

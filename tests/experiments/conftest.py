@@ -24,8 +24,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def load_experiment(name: str) -> ModuleType:
     """Import (or re-import) `experiments.<name>` with only its own experiment flags registered."""
     # Copy first: deleting a flag also removes it from these live per-module lists.
-    taken = [flag.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-             if module.startswith("experiments.") for flag in list(module_flags)]
+    taken = [
+        flag.name
+        for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+        if module.startswith("experiments.")
+        for flag in list(module_flags)
+    ]
     for flag_name in set(taken):
         if flag_name in flags.FLAGS:
             delattr(flags.FLAGS, flag_name)

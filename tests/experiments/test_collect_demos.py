@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.experiments.conftest import load_experiment
 from robojax.data.episodes import load_episodes
+from tests.experiments.conftest import load_experiment
 
 collect = load_experiment("collect_demos").collect
 
@@ -12,8 +12,9 @@ def test_collect_demos_writes_loadable_dataset(tmp_path):
     import envs
 
     out = str(tmp_path / "demos")
-    summary = collect("arm_pick_place", out, 3, num_envs=2, episode_length=12, only_successful=False,
-                      noise=0.05, progress=False)
+    summary = collect(
+        "arm_pick_place", out, 3, num_envs=2, episode_length=12, only_successful=False, noise=0.05, progress=False
+    )
     assert summary["written"] == 3 and summary["attempts"] == 4
     env = envs.make("arm_pick_place")
     ds = load_episodes(out, observation_spec=env.observation_spec, action_spec=env.action_spec)
@@ -27,5 +28,4 @@ def test_collect_demos_writes_loadable_dataset(tmp_path):
         collect("arm_pick_place", out, 1, num_envs=2, episode_length=12, progress=False)
     # Not enough successes in 12 steps: a clear error, not a silent short dataset.
     with pytest.raises(RuntimeError, match="only 0/1 successful"):
-        collect("arm_pick_place", out, 1, num_envs=2, episode_length=12, max_attempts=2, overwrite=True,
-                progress=False)
+        collect("arm_pick_place", out, 1, num_envs=2, episode_length=12, max_attempts=2, overwrite=True, progress=False)

@@ -58,8 +58,16 @@ def test_every_stage_runs_and_a_rerun_skips_finished_stages(tmp_path):
     with flagsaver.flagsaver(workdir=workdir, **TINY):
         result = train_raptor.run_experiment(["train_raptor"])
     assert result.skipped == []
-    for name in ("config.json", "results.json", "tracking.png", "teachers.jsonl", "student.jsonl",
-                 "feedforward.jsonl", "export/raptor_student.h", "export/raptor_student.c"):
+    for name in (
+        "config.json",
+        "results.json",
+        "tracking.png",
+        "teachers.jsonl",
+        "student.jsonl",
+        "feedforward.jsonl",
+        "export/raptor_student.h",
+        "export/raptor_student.c",
+    ):
         assert os.path.exists(os.path.join(workdir, name)), name
     for stage in ("teachers", "student", "feedforward", "evaluate", "export"):
         assert os.path.exists(os.path.join(workdir, "stages", f"{stage}.json")), stage
@@ -123,15 +131,26 @@ def test_every_config_field_is_a_prefixed_flag_and_they_round_trip():
     from robojax.agents.raptor.config import DistillConfig, EvalConfig, RaptorConfig, TeacherConfig
     from robojax.agents.sac.config import SACConfig
 
-    groups = [("", RaptorConfig), ("teacher_", TeacherConfig), ("teacher_", SACConfig), ("distill_", DistillConfig),
-              ("eval_", EvalConfig)]
+    groups = [
+        ("", RaptorConfig),
+        ("teacher_", TeacherConfig),
+        ("teacher_", SACConfig),
+        ("distill_", DistillConfig),
+        ("eval_", EvalConfig),
+    ]
     nested = {"teacher", "distill", "eval", "sac"}
     for prefix, cls in groups:
         for field in dataclasses.fields(cls):
             if field.name not in nested and (prefix, field.name) != ("distill_", "recurrent"):
                 assert prefix + field.name in flags.FLAGS, prefix + field.name
-    with flagsaver.flagsaver(teacher_batch_size=64, teacher_total_env_steps=500, distill_epochs=7,
-                             eval_num_quadrotors=5, checkpoint_interval=3, workdir="/tmp/r"):
+    with flagsaver.flagsaver(
+        teacher_batch_size=64,
+        teacher_total_env_steps=500,
+        distill_epochs=7,
+        eval_num_quadrotors=5,
+        checkpoint_interval=3,
+        workdir="/tmp/r",
+    ):
         config = train_raptor.config_from_flags()
     assert config.teacher.sac.batch_size == 64 and config.teacher.total_env_steps == 500
     assert config.distill.epochs == 7 and config.eval.num_quadrotors == 5

@@ -9,8 +9,8 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from tests.experiments.conftest import ROOT, experiment_flag_fixtures, load_experiment
 from robojax.agents.sac.config import SACConfig, TrainConfig
+from tests.experiments.conftest import ROOT, experiment_flag_fixtures, load_experiment
 
 train_sac = load_experiment("train_sac")
 
@@ -56,7 +56,11 @@ def test_bad_flags_raise_clear_errors(overrides, message):
 def _run(*args):
     return subprocess.run(
         [sys.executable, "-m", "experiments.train_sac", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
 
 
@@ -76,11 +80,26 @@ def test_command_line_trains_on_a_playground_env(tmp_path):
 
     workdir = tmp_path / "run"
     run = subprocess.run(
-        [sys.executable, "-m", "experiments.train_sac", "--env=playground:CartpoleBalance",
-         "--total_env_steps=1000", "--steps_per_iteration=500", "--learning_starts=500",
-         "--eval_interval=1000", "--eval_episodes=2", "--checkpoint_interval=1000", "--batch_size=64",
-         f"--workdir={workdir}"],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=1500, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        [
+            sys.executable,
+            "-m",
+            "experiments.train_sac",
+            "--env=playground:CartpoleBalance",
+            "--total_env_steps=1000",
+            "--steps_per_iteration=500",
+            "--learning_starts=500",
+            "--eval_interval=1000",
+            "--eval_episodes=2",
+            "--checkpoint_interval=1000",
+            "--batch_size=64",
+            f"--workdir={workdir}",
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "final eval return" in run.stdout

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 from absl.testing import flagsaver
 
-from tests.experiments.conftest import experiment_flag_fixtures, load_experiment
 from robojax.agents.sac.config import HOST_SAC_DEFAULTS, HostTrainConfig
+from tests.experiments.conftest import experiment_flag_fixtures, load_experiment
 
 train_sac = load_experiment("train_sac")
 

@@ -41,8 +41,13 @@ def tiny_recurrent_policy(w) -> Policy:
         h = jnp.tanh(w["W"] @ obs + w["U"] @ carry["h"] + w["b"])
         return jnp.tanh(w["V"] @ h), {"h": h, "t": carry["t"] + 1}
 
-    return Policy(init_carry, step, name="tiny_recurrent", stochastic=False,
-                  action_chunking={"chunk_length": 1, "executed_steps": 1})
+    return Policy(
+        init_carry,
+        step,
+        name="tiny_recurrent",
+        stochastic=False,
+        action_chunking={"chunk_length": 1, "executed_steps": 1},
+    )
 
 
 class DuckTypedPolicy:
@@ -66,9 +71,16 @@ def _reference(w, observations):
 @pytest.fixture(scope="module")
 def recurrent_artifact(tmp_path_factory):
     out = tmp_path_factory.mktemp("art") / "recurrent"
-    export_policy(tiny_recurrent_policy(_weights()), out, observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
-                  control_dt=0.04, metadata={"purpose": "test"}, platforms=("cpu", "cuda"),
-                  source_checkpoint=None)
+    export_policy(
+        tiny_recurrent_policy(_weights()),
+        out,
+        observation_spec=OBS_SPEC,
+        action_spec=ACT_SPEC,
+        control_dt=0.04,
+        metadata={"purpose": "test"},
+        platforms=("cpu", "cuda"),
+        source_checkpoint=None,
+    )
     return str(out)
 
 
@@ -116,8 +128,13 @@ def test_stochastic_policy_key_is_seeded(tmp_path):
     def step(carry, obs, key):
         return jnp.clip(jnp.tanh(obs[:ACT]) + 0.3 * jax.random.normal(key, (ACT,)), -1, 1), carry
 
-    out = export_policy(Policy(lambda: (), step, stochastic=True), tmp_path / "noisy", observation_spec=OBS_SPEC,
-                        action_spec=ACT_SPEC, control_dt=0.1)
+    out = export_policy(
+        Policy(lambda: (), step, stochastic=True),
+        tmp_path / "noisy",
+        observation_spec=OBS_SPEC,
+        action_spec=ACT_SPEC,
+        control_dt=0.1,
+    )
     obs = np.zeros(OBS, np.float32)
     a = deploy.load(out, seed=3)
     first = np.stack([a(obs) for _ in range(4)])
@@ -135,8 +152,9 @@ def test_observation_validation_and_action_bounds(tmp_path):
     def step(carry, obs, key):
         return 5.0 * obs[:ACT], carry  # leaves the [-1, 1] box: the loader clips
 
-    out = export_policy(Policy(lambda: (), step), tmp_path / "wide", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
-                        control_dt=0.1)
+    out = export_policy(
+        Policy(lambda: (), step), tmp_path / "wide", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1
+    )
     policy = deploy.load(out)
     np.testing.assert_array_equal(policy(np.array([1, -1, 0.1, 0, 0], np.float32)), [1, -1, 0.5])
     with pytest.raises(ValueError, match="shape"):
@@ -150,8 +168,9 @@ def test_nonfinite_action_raises(tmp_path):
     def step(carry, obs, key):
         return jnp.log(obs[:ACT]), carry  # NaN for negative inputs
 
-    out = export_policy(Policy(lambda: (), step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC,
-                        control_dt=0.1)
+    out = export_policy(
+        Policy(lambda: (), step), tmp_path / "nan", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1
+    )
     policy = deploy.load(out, warmup=False)
     with pytest.raises(deploy.PolicyOutputError, match="non-finite"):
         policy(-np.ones(OBS, np.float32))
@@ -165,10 +184,18 @@ def test_export_rejects_bad_policies(tmp_path):
     with pytest.raises(ValueError, match="carry"):
         export_policy(carry_changes, tmp_path / "b", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)
     with pytest.raises(ValueError, match="platforms"):
-        export_policy(Policy(lambda: (), lambda c, o, k: (o[:ACT], c)), tmp_path / "c", observation_spec=OBS_SPEC,
-                      action_spec=ACT_SPEC, control_dt=0.1, platforms=("gpu",))
+        export_policy(
+            Policy(lambda: (), lambda c, o, k: (o[:ACT], c)),
+            tmp_path / "c",
+            observation_spec=OBS_SPEC,
+            action_spec=ACT_SPEC,
+            control_dt=0.1,
+            platforms=("gpu",),
+        )
     with pytest.raises(TypeError, match="robojax.policy.Policy"):
-        export_policy(DuckTypedPolicy(), tmp_path / "e", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)
+        export_policy(
+            DuckTypedPolicy(), tmp_path / "e", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1
+        )
     assert not any(p.name.startswith(("a", "b", "c", "e")) for p in tmp_path.iterdir())  # no half-written dirs
     ok = Policy(lambda: (), lambda c, o, k: (o[:ACT], c))
     export_policy(ok, tmp_path / "d", observation_spec=OBS_SPEC, action_spec=ACT_SPEC, control_dt=0.1)

@@ -57,8 +57,25 @@ int main(void) {{
 }}
 """)
     exe = tmp_path / "driver"
-    subprocess.run([CC, "-O2", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-Wno-unused-variable",
-                    str(driver), str(paths["source"]), "-lm", "-o", str(exe)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            CC,
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-pedantic",
+            "-Werror",
+            "-Wno-unused-variable",
+            str(driver),
+            str(paths["source"]),
+            "-lm",
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+    )
     c_actions = np.loadtxt(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines())
     want = np.asarray(act(params, fresh))
     assert np.max(np.abs(want)) > 0.3 and np.min(np.abs(want)) < 0.99  # neither all zero nor saturated

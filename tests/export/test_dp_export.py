@@ -23,8 +23,8 @@ from robojax.agents.diffusion_policy.export import (
     receding_horizon_policy,
     source_from_train_state,
 )
-from robojax.envs import Env, EnvState, EpisodeStatistics, TimeLimit, VmapWrapper
 from robojax.config_utils import to_dict
+from robojax.envs import Env, EnvState, EpisodeStatistics, TimeLimit, VmapWrapper
 from robojax.envs.core import ArraySpec
 from robojax.evaluation import make_episode_evaluator
 from robojax.policy import batch_policy
@@ -34,8 +34,15 @@ OBS_DIM, ACT_DIM, GRIPPER = 5, 3, 2
 OBS_SPEC = ArraySpec((OBS_DIM,), np.float32, name="observation")
 ACT_SPEC = ArraySpec((ACT_DIM,), np.float32, [-0.5, -0.5, -1.0], [0.5, 0.5, 1.0], name="action")
 # Chi et al.'s horizons (To=2, Ta=8, Tp=16) with a tiny MLP denoiser and a short schedule.
-CONFIG = DiffusionPolicyConfig(denoiser="mlp", mlp_hidden_dims=(32, 32), diffusion_step_embed_dim=16,
-                               obs_horizon=2, action_horizon=8, pred_horizon=16, num_train_timesteps=20)
+CONFIG = DiffusionPolicyConfig(
+    denoiser="mlp",
+    mlp_hidden_dims=(32, 32),
+    diffusion_step_embed_dim=16,
+    obs_horizon=2,
+    action_horizon=8,
+    pred_horizon=16,
+    num_train_timesteps=20,
+)
 RTI = InferenceConfig(inference="rti", ddim_steps=5, rti_start_step=3, rti_steps=3, rti_method="ddpm")
 DDIM = InferenceConfig(inference="ddim", ddim_steps=5)
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -61,8 +68,16 @@ def _observations(n):
 
 
 def _learner_policy(state, inference):
-    return receding_horizon.make_policy(state.ema_params, state.normalizers, CONFIG, inference, OBS_DIM, ACT_DIM,
-                                        action_low=ACT_SPEC.low, action_high=ACT_SPEC.high)
+    return receding_horizon.make_policy(
+        state.ema_params,
+        state.normalizers,
+        CONFIG,
+        inference,
+        OBS_DIM,
+        ACT_DIM,
+        action_low=ACT_SPEC.low,
+        action_high=ACT_SPEC.high,
+    )
 
 
 def _reference(state, inference, obs, seed):
@@ -93,8 +108,9 @@ def _to_actions(state, chunk):
 
 
 def test_rti_parity_warm_start_and_reset(state, tmp_path):
-    out = export_diffusion_policy(source_from_train_state(state, OBS_SPEC, ACT_SPEC, env="toy"), tmp_path / "rti",
-                                  inference=RTI, control_dt=0.1)
+    out = export_diffusion_policy(
+        source_from_train_state(state, OBS_SPEC, ACT_SPEC, env="toy"), tmp_path / "rti", inference=RTI, control_dt=0.1
+    )
     policy = deploy.load(out, seed=3)
     obs = _observations(24)  # three chunks: cold, warm, warm
     got = np.stack([policy(o) for o in obs])
@@ -129,8 +145,10 @@ def test_rti_parity_warm_start_and_reset(state, tmp_path):
     policy(obs[8])
     np.testing.assert_allclose(policy.carry[1], np.asarray(warm), **TOL)  # the new plan is carried on
     # A warm start from any other chunk, or a cold plan, gives other actions: the carry's chunk matters.
-    for other in (learner_policy.extras["plan"](history9, jnp.zeros_like(chunk), key9, True),
-                  learner_policy.extras["plan"](history9, chunk, key9, False)):
+    for other in (
+        learner_policy.extras["plan"](history9, jnp.zeros_like(chunk), key9, True),
+        learner_policy.extras["plan"](history9, chunk, key9, False),
+    ):
         assert np.abs(_to_actions(state, other)[:8, :2] - got[8:16, :2]).max() > 1e-3
 
     policy.reset()
@@ -139,8 +157,9 @@ def test_rti_parity_warm_start_and_reset(state, tmp_path):
 
 
 def test_ddim_parity(state, tmp_path):
-    out = export_diffusion_policy(source_from_train_state(state, OBS_SPEC, ACT_SPEC), tmp_path / "ddim",
-                                  inference=DDIM, control_dt=0.1)
+    out = export_diffusion_policy(
+        source_from_train_state(state, OBS_SPEC, ACT_SPEC), tmp_path / "ddim", inference=DDIM, control_dt=0.1
+    )
     policy = deploy.load(out, seed=11)
     obs = _observations(20)
     np.testing.assert_allclose(np.stack([policy(o) for o in obs]), _reference(state, DDIM, obs, seed=11), **TOL)
@@ -152,8 +171,11 @@ def test_ddim_parity(state, tmp_path):
 def test_saved_run_and_cli(state, tmp_path):
     run = tmp_path / "run"
     metadata = {
-        "format": dp_train.RUN_FORMAT, "env": None, "control_dt": 0.05,
-        "observation_spec": OBS_SPEC.to_dict(), "action_spec": ACT_SPEC.to_dict(),
+        "format": dp_train.RUN_FORMAT,
+        "env": None,
+        "control_dt": 0.05,
+        "observation_spec": OBS_SPEC.to_dict(),
+        "action_spec": ACT_SPEC.to_dict(),
         "discrete_action_dims": [GRIPPER],
         "config": to_dict(TrainConfig(dataset="demos", policy=CONFIG, inference=DDIM)),
     }
@@ -172,8 +194,15 @@ def test_saved_run_and_cli(state, tmp_path):
 
     # The command line: kind detected from policy.json's format, --inference overrides the run's.
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "experiments.export_policy", f"--checkpoint={run}", f"--out={out}",
-           "--inference=ddpm", "--action_steps=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.export_policy",
+        f"--checkpoint={run}",
+        f"--out={out}",
+        "--inference=ddpm",
+        "--action_steps=4",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "diffusion_policy" in proc.stdout
@@ -203,21 +232,38 @@ class Drift(Env):
     def reset(self, key):
         obs_key, rng = jax.random.split(key)
         obs = jax.random.normal(obs_key, (OBS_DIM,))
-        return EnvState(physics=(), obs=obs, reward=jnp.zeros(()), terminated=jnp.zeros((), bool),
-                        truncated=jnp.zeros((), bool), info={"success": jnp.zeros((), bool)}, rng=rng)
+        return EnvState(
+            physics=(),
+            obs=obs,
+            reward=jnp.zeros(()),
+            terminated=jnp.zeros((), bool),
+            truncated=jnp.zeros((), bool),
+            info={"success": jnp.zeros((), bool)},
+            rng=rng,
+        )
 
     def step(self, state, action):
         obs = 0.9 * state.obs + jnp.pad(action, (0, OBS_DIM - ACT_DIM))
-        return state.replace(obs=obs, reward=-jnp.sum(obs ** 2), info={"success": jnp.sum(obs ** 2) < 1.0})
+        return state.replace(obs=obs, reward=-jnp.sum(obs**2), info={"success": jnp.sum(obs**2) < 1.0})
 
 
 def test_policy_batches_on_one_replan_clock_and_runs_in_the_evaluator(state):
     """The exported Policy's batched form is the learner's shared-clock batch (not a vmap of the
     single-env step, whose per-env replan cond would run the denoiser every step)."""
     policy = make_policy(source_from_train_state(state, OBS_SPEC, ACT_SPEC, env="toy"), RTI)
-    reference = batch_policy(receding_horizon.make_policy(
-        state.ema_params, state.normalizers, CONFIG, RTI, OBS_DIM, ACT_DIM, action_low=ACT_SPEC.low,
-        action_high=ACT_SPEC.high), 3)
+    reference = batch_policy(
+        receding_horizon.make_policy(
+            state.ema_params,
+            state.normalizers,
+            CONFIG,
+            RTI,
+            OBS_DIM,
+            ACT_DIM,
+            action_low=ACT_SPEC.low,
+            action_high=ACT_SPEC.high,
+        ),
+        3,
+    )
     assert policy.evals_per_action == reference.extras["nfe"]["per_action"] == pytest.approx(3 / 8)
     assert policy.executed_steps == 8 and policy.extras["nfe"] == reference.extras["nfe"]
     batched = batch_policy(policy, 3)
@@ -232,6 +278,7 @@ def test_policy_batches_on_one_replan_clock_and_runs_in_the_evaluator(state):
     assert int(carry.index) == 2  # replanned at call 8
 
     env = VmapWrapper(EpisodeStatistics(TimeLimit(Drift(), 12)), 3)
+
     def build(params):  # what a training loop evaluates: EMA parameters and normalisers as jit arguments
         ema, normalizers = params
         return receding_horizon_policy(ema, normalizers, CONFIG, RTI, OBS_SPEC, ACT_SPEC)

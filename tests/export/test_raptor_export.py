@@ -129,7 +129,8 @@ def test_sources_npz_checkpoint_and_cli(params, tmp_path):
     assert proc.returncode != 0
     assert "robojax.ebt_policy/1" in proc.stderr and "sac:" in proc.stderr and "diffusion_policy:" in proc.stderr
     assert "raptor:" in proc.stderr
-    proc = subprocess.run(bad + [f"--checkpoint={npz}", "--inference=rti"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        bad + [f"--checkpoint={npz}", "--inference=rti"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode != 0 and "apply to Diffusion Policy only" in proc.stderr
     assert not (tmp_path / "bad").exists()

@@ -14,17 +14,17 @@ import robojax.deploy as deploy
 from robojax import checkpoint as ckpt
 from robojax.agents.sac import learner
 from robojax.agents.sac.config import SACConfig, TrainConfig
-from robojax.config_utils import to_dict
 from robojax.agents.sac.export import export_sac, load_sac_source, source_from_train_state
-from robojax.data import normalizer
+from robojax.config_utils import to_dict
 from robojax.envs.core import ArraySpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # arm_reach's spaces: 24-d observation, 3-d Cartesian delta action.
 OBS_SPEC = ArraySpec((24,), np.float32, name="observation")
 ACT_SPEC = ArraySpec((3,), np.float32, -1.0, 1.0, name="action")
-CONFIG = SACConfig(actor_hidden_dims=(32, 32), critic_hidden_dims=(16,), critic_ensemble_size=2,
-                   normalize_observations=True)
+CONFIG = SACConfig(
+    actor_hidden_dims=(32, 32), critic_hidden_dims=(16,), critic_ensemble_size=2, normalize_observations=True
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,13 @@ def _observations(n=16):
 
 
 def _metadata():
-    return {"format": "robojax.sac.loop/1", "env": "arm_reach", "observation_spec": OBS_SPEC.to_dict(),
-            "action_spec": ACT_SPEC.to_dict(), "config": to_dict(TrainConfig(env="arm_reach", sac=CONFIG))}
+    return {
+        "format": "robojax.sac.loop/1",
+        "env": "arm_reach",
+        "observation_spec": OBS_SPEC.to_dict(),
+        "action_spec": ACT_SPEC.to_dict(),
+        "config": to_dict(TrainConfig(env="arm_reach", sac=CONFIG)),
+    }
 
 
 def test_deterministic_parity_with_learner(state, tmp_path):
@@ -56,8 +61,11 @@ def test_deterministic_parity_with_learner(state, tmp_path):
     got = np.stack([policy(o) for o in obs])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     # The normaliser is inside the artifact: without it the actions would differ.
-    raw = np.asarray(learner.act_deterministic(state.replace(config=SACConfig(**{**CONFIG.__dict__,
-                                                                                 "normalize_observations": False})), obs))
+    raw = np.asarray(
+        learner.act_deterministic(
+            state.replace(config=SACConfig(**{**CONFIG.__dict__, "normalize_observations": False})), obs
+        )
+    )
     assert np.abs(raw - expected).max() > 1e-2
     side = policy.metadata
     stats = side["normalization"]["observation"]
@@ -68,8 +76,9 @@ def test_deterministic_parity_with_learner(state, tmp_path):
 
 
 def test_stochastic_parity_with_learner(state, tmp_path):
-    out = export_sac(source_from_train_state(state, OBS_SPEC, ACT_SPEC), tmp_path / "sto", control_dt=0.04,
-                     deterministic=False)
+    out = export_sac(
+        source_from_train_state(state, OBS_SPEC, ACT_SPEC), tmp_path / "sto", control_dt=0.04, deterministic=False
+    )
     policy = deploy.load(out, seed=7)
     obs = _observations(3)
     key = jax.random.PRNGKey(7)
@@ -80,14 +89,20 @@ def test_stochastic_parity_with_learner(state, tmp_path):
 
 def test_sources_policy_dir_checkpoint_and_cli(state, tmp_path):
     run = tmp_path / "run"
-    ckpt.save_policy(run / "policy", {"actor_params": state.actor_params, "obs_normalizer": state.obs_normalizer},
-                     _metadata())
+    ckpt.save_policy(
+        run / "policy", {"actor_params": state.actor_params, "obs_normalizer": state.obs_normalizer}, _metadata()
+    )
     with ckpt.Checkpointer(run / "checkpoints") as c:
         c.save(100, {"learner": state, "env_steps": np.int32(100)}, metadata=_metadata())
     obs = _observations(4)
     expected = np.asarray(learner.act_deterministic(state, obs))
-    for path, step in ((run, None), (run / "policy", None), (run, 100), (run / "checkpoints", None),
-                       (run / "checkpoints" / "100", None)):
+    for path, step in (
+        (run, None),
+        (run / "policy", None),
+        (run, 100),
+        (run / "checkpoints", None),
+        (run / "checkpoints" / "100", None),
+    ):
         source = load_sac_source(path, step=step)
         assert source.env == "arm_reach" and source.config == CONFIG
         out = export_sac(source, tmp_path / "a", control_dt=0.04, overwrite=True)
@@ -103,8 +118,15 @@ def test_sources_policy_dir_checkpoint_and_cli(state, tmp_path):
 
     # The command line, lowering for cuda too (it serialises on a CPU-only machine).
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "experiments.export_policy", f"--checkpoint={run}", f"--out={out}",
-           "--platforms=cpu,cuda", "--control_dt=0.04"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.export_policy",
+        f"--checkpoint={run}",
+        f"--out={out}",
+        "--platforms=cpu,cuda",
+        "--control_dt=0.04",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wrote" in proc.stdout

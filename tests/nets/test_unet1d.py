@@ -1,11 +1,11 @@
 """ConditionalUnet1D (Chi et al.) and MLPDenoiser: shapes, parameter counts, jit/vmap, conditioning."""
 
-import robojax  # noqa: F401  (sets XLA flags first)
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import robojax  # noqa: F401  (sets XLA flags first)
 from robojax.nets import ConditionalUnet1D, MLPDenoiser
 
 B, TP, A, C = 3, 16, 4, 10
@@ -43,8 +43,9 @@ def test_scalar_timestep_broadcasts():
     model = MLPDenoiser(hidden_dims=(8,))
     x, t, cond = _inputs()
     params = model.init(jax.random.key(0), x, t, cond)
-    np.testing.assert_allclose(model.apply(params, x, jnp.int32(10), cond)[1], model.apply(params, x, t, cond)[1],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        model.apply(params, x, jnp.int32(10), cond)[1], model.apply(params, x, t, cond)[1], atol=1e-6
+    )
 
 
 def test_conditioning_and_timestep_change_the_output(model_and_params):

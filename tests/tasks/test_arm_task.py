@@ -14,7 +14,9 @@ def test_gaussian_tolerance_matches_rewards_tolerance():
     x = np.concatenate([np.linspace(0.0, 1.0, 101), [0.03, 0.0300001, 0.04]]).astype(np.float32)
     for upper, margin in [(0.03, 0.4), (0.04, 0.3), (0.03, 0.35)]:
         want = np.asarray(jax.jit(lambda v, upper=upper, margin=margin: tolerance(v, (0.0, upper), margin=margin))(x))
-        got_jnp = np.asarray(jax.jit(lambda v, upper=upper, margin=margin: arm_task.gaussian_tolerance(jnp, v, upper, margin))(x))
+        got_jnp = np.asarray(
+            jax.jit(lambda v, upper=upper, margin=margin: arm_task.gaussian_tolerance(jnp, v, upper, margin))(x)
+        )
         np.testing.assert_array_equal(got_jnp, want)  # bit-identical to the env's former reward
         got_np = np.array([arm_task.gaussian_tolerance(np, float(v), upper, margin) for v in x])
         np.testing.assert_allclose(got_np, want, rtol=1e-6, atol=1e-7)
@@ -31,10 +33,13 @@ def _readings(task, rng, n):
             cube[0] = 0.95
         ee = cube + rng.normal(0, 0.05, 3)
         qpos = np.concatenate([rng.normal(0, 0.5, 7), [rng.uniform(0, 0.04)] * 2, cube, [1, 0, 0, 0]])
-        reading = arm_task.read_state(qpos, rng.normal(0, 0.1, 15), ee, np.eye(3), cube if task.name != "arm_reach"
-                                      else None, 9, 9)
-        episode = {"target": target if task.name != "arm_reach" else ee + rng.normal(0, 0.05, 3),
-                   "goal": np.append(target[:2], 0.0)}
+        reading = arm_task.read_state(
+            qpos, rng.normal(0, 0.1, 15), ee, np.eye(3), cube if task.name != "arm_reach" else None, 9, 9
+        )
+        episode = {
+            "target": target if task.name != "arm_reach" else ee + rng.normal(0, 0.05, 3),
+            "goal": np.append(target[:2], 0.0),
+        }
         yield reading, episode
 
 
@@ -54,8 +59,9 @@ def test_numpy_and_jax_agree(task):
         assert (s_np, t_np) == (s_j, t_j)
         successes += s_np
         terminations += t_np
-        np.testing.assert_allclose(task.task_observation(np, reading, episode),
-                                   task.task_observation(jnp, *as32), atol=1e-6)
+        np.testing.assert_allclose(
+            task.task_observation(np, reading, episode), task.task_observation(jnp, *as32), atol=1e-6
+        )
         assert task.task_observation(np, reading, episode).shape == (task.obs_dim,)
     assert successes > 0  # the comparison covered the success branch
     if task is not arm_task.Reach:

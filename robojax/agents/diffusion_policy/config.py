@@ -12,7 +12,13 @@ from __future__ import annotations
 import dataclasses
 
 from robojax.config_utils import (
-    check_choice, check_dims, check_int, check_non_negative_int, check_number, field, renamed,
+    check_choice,
+    check_dims,
+    check_int,
+    check_non_negative_int,
+    check_number,
+    field,
+    renamed,
 )
 
 OBJECTIVES = ("diffusion", "mse")
@@ -28,10 +34,16 @@ DISCRETE_HANDLING = ("auto", "clip", "scale", "none")
 class DiffusionPolicyConfig:
     """The learner: denoiser, diffusion schedule, optimiser, EMA and normalisation."""
 
-    objective: str = field("diffusion", "diffusion: DDPM noise-prediction training (Chi et al.); mse: the"
-                            " behaviour-cloning baseline, same backbone, regressing the chunk directly.")
-    denoiser: str = field("mlp", "Backbone: mlp (MLPDenoiser; the benchmarked CPU default) or unet (ConditionalUnet1D,"
-                           " FiLM; Chi et al.'s, see DiffusionPolicyConfig.chi_unet()).")
+    objective: str = field(
+        "diffusion",
+        "diffusion: DDPM noise-prediction training (Chi et al.); mse: the"
+        " behaviour-cloning baseline, same backbone, regressing the chunk directly.",
+    )
+    denoiser: str = field(
+        "mlp",
+        "Backbone: mlp (MLPDenoiser; the benchmarked CPU default) or unet (ConditionalUnet1D,"
+        " FiLM; Chi et al.'s, see DiffusionPolicyConfig.chi_unet()).",
+    )
     obs_horizon: int = field(2, "To: observations the policy conditions on.")
     action_horizon: int = field(8, "Ta: actions executed per plan before replanning.")
     pred_horizon: int = field(16, "Tp: actions predicted per chunk.")
@@ -54,17 +66,30 @@ class DiffusionPolicyConfig:
     grad_clip_norm: float = field(0.0, "Clip gradients to this global norm (0: off).")
     ema_power: float = field(0.75, "EMA decay 1 - (1 + step)^-power (Chi et al.'s EMAModel, inv_gamma 1).")
     ema_max_decay: float = field(0.9999, "Upper bound of the EMA decay.")
-    obs_normalization: str = field("min_max", "Observation normalisation fitted on the dataset: min_max"
-                                    " (per-dim range to [-1, 1], Chi et al.), mean_std, or none.")
-    discrete_action_scale: float = field(1.0, "Divide discrete (gripper) action dims by this in the model's"
-                                          " space (RTI-DP-scale trains with 10); 1 leaves them at +-1.")
+    obs_normalization: str = field(
+        "min_max",
+        "Observation normalisation fitted on the dataset: min_max"
+        " (per-dim range to [-1, 1], Chi et al.), mean_std, or none.",
+    )
+    discrete_action_scale: float = field(
+        1.0,
+        "Divide discrete (gripper) action dims by this in the model's"
+        " space (RTI-DP-scale trains with 10); 1 leaves them at +-1.",
+    )
 
     @classmethod
-    def chi_unet(cls, **overrides) -> "DiffusionPolicyConfig":
+    def chi_unet(cls, **overrides) -> DiffusionPolicyConfig:
         """Chi et al.'s setting, for GPUs: U-Net (64, 128, 256), lr 1e-4, 20,000 steps (the defaults
         are the benchmarked CPU setting: MLP (1024, 1024, 1024), lr 1e-3, 8000 steps)."""
-        return cls(**{"denoiser": "unet", "down_dims": (64, 128, 256), "learning_rate": 1e-4,
-                      "total_grad_steps": 20_000, **overrides})
+        return cls(
+            **{
+                "denoiser": "unet",
+                "down_dims": (64, 128, 256),
+                "learning_rate": 1e-4,
+                "total_grad_steps": 20_000,
+                **overrides,
+            }
+        )
 
     def __post_init__(self):
         check_choice(self, "objective", OBJECTIVES)
@@ -72,8 +97,17 @@ class DiffusionPolicyConfig:
         check_choice(self, "beta_schedule", ("squaredcos_cap_v2", "linear"))
         check_choice(self, "prediction_type", ("epsilon", "sample"))
         check_choice(self, "obs_normalization", OBS_NORMALIZATIONS)
-        for name in ("obs_horizon", "action_horizon", "pred_horizon", "kernel_size", "n_groups",
-                     "diffusion_step_embed_dim", "num_train_timesteps", "total_grad_steps", "batch_size"):
+        for name in (
+            "obs_horizon",
+            "action_horizon",
+            "pred_horizon",
+            "kernel_size",
+            "n_groups",
+            "diffusion_step_embed_dim",
+            "num_train_timesteps",
+            "total_grad_steps",
+            "batch_size",
+        ):
             check_int(self, name)
         check_int(self, "warmup_steps", minimum=0)
         check_dims(self, "down_dims")
@@ -106,21 +140,31 @@ class DiffusionPolicyConfig:
 class InferenceConfig:
     """How actions are produced at evaluation / deployment time."""
 
-    inference: str = field("ddim", "ddpm: full reverse chain (num_train_timesteps steps); ddim: --ddim_steps"
-                            " deterministic steps; rti: first chunk cold (--rti_first), then the previous chunk"
-                            " shifted and denoised from step --rti_start_step in --rti_steps steps.")
+    inference: str = field(
+        "ddim",
+        "ddpm: full reverse chain (num_train_timesteps steps); ddim: --ddim_steps"
+        " deterministic steps; rti: first chunk cold (--rti_first), then the previous chunk"
+        " shifted and denoised from step --rti_start_step in --rti_steps steps.",
+    )
     ddim_steps: int = field(10, "DDIM steps (ddim mode, and rti's first chunk when rti_first=ddim).")
     rti_first: str = field("ddim", "RTI's cold start for the first chunk: ddim (ddim_steps) or ddpm (all steps).")
-    rti_start_step: int = field(20, "K': the diffusion step at which the shifted previous chunk enters"
-                                " (RTI-DP's lowdim list uses 3 with Ta=8).")
+    rti_start_step: int = field(
+        20, "K': the diffusion step at which the shifted previous chunk enters (RTI-DP's lowdim list uses 3 with Ta=8)."
+    )
     rti_steps: int = field(2, "Denoiser calls per warm-started chunk (RTI-DP's [3, 1, 0] is K'=3, 3 steps).")
-    rti_method: str = field("ddpm", "RTI update rule over the step list: ddpm (ancestral DDPM posterior step from"
-                             " each listed step to the next, with posterior noise, as RTI-DP's DDPM scheduler) or"
-                             " ddim (deterministic step to the next listed step).")
-    rti_discrete: str = field("auto", "Discrete (gripper) dims of the warm-start guess: clip (binarise to"
-                               " +-1/rti_clip_factor, RTI-DP-clip), scale (leave the scaled values as trained,"
-                               " RTI-DP-scale), none, or auto (scale if trained with discrete_action_scale > 1,"
-                               " else clip).")
+    rti_method: str = field(
+        "ddpm",
+        "RTI update rule over the step list: ddpm (ancestral DDPM posterior step from"
+        " each listed step to the next, with posterior noise, as RTI-DP's DDPM scheduler) or"
+        " ddim (deterministic step to the next listed step).",
+    )
+    rti_discrete: str = field(
+        "auto",
+        "Discrete (gripper) dims of the warm-start guess: clip (binarise to"
+        " +-1/rti_clip_factor, RTI-DP-clip), scale (leave the scaled values as trained,"
+        " RTI-DP-scale), none, or auto (scale if trained with discrete_action_scale > 1,"
+        " else clip).",
+    )
     rti_clip_factor: float = field(1.0, "RTI-DP-clip binarises the guess's discrete dims to +-1/factor.")
     action_steps: int = field(0, "Actions executed per plan (0: the policy's action_horizon Ta; RTI wants 1).")
 

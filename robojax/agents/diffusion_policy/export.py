@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -130,17 +131,25 @@ def make_policy(source: DPSource, inference: InferenceConfig) -> Policy:
     recorded for the sidecar (see `receding_horizon.make_policy`)."""
     mode = inference.inference if source.config.objective == "diffusion" else "mse"
     policy = receding_horizon_policy(
-        jax.tree.map(jnp.asarray, source.params), source.normalizers, source.config, inference,
-        source.observation_spec, source.action_spec, name=f"diffusion_policy_{source.env or 'policy'}_{mode}",
+        jax.tree.map(jnp.asarray, source.params),
+        source.normalizers,
+        source.config,
+        inference,
+        source.observation_spec,
+        source.action_spec,
+        name=f"diffusion_policy_{source.env or 'policy'}_{mode}",
     )
     arrays = source.normalizers.to_arrays()
     normalization = {
         "observation": {
-            "offset": arrays["obs_offset"], "scale": arrays["obs_scale"],
-            "method": source.config.obs_normalization, "formula": "(obs - offset) / scale",
+            "offset": arrays["obs_offset"],
+            "scale": arrays["obs_scale"],
+            "method": source.config.obs_normalization,
+            "formula": "(obs - offset) / scale",
         },
         "action": {
-            "low": arrays["action_low"], "high": arrays["action_high"],
+            "low": arrays["action_low"],
+            "high": arrays["action_high"],
             "discrete_dims": list(source.normalizers.discrete_dims),
             "discrete_action_scale": source.config.discrete_action_scale,
             "formula": "model space [-1, 1] <- min/max of the dataset; discrete dims sign-binarised when executed",
@@ -169,9 +178,7 @@ def export_diffusion_policy(
     inference = inference or source.inference or InferenceConfig()
     control_dt = control_dt if control_dt is not None else source.control_dt
     if control_dt is None:
-        raise ValueError(
-            "the policy's dataset records no control period; pass control_dt (--control_dt) in seconds"
-        )
+        raise ValueError("the policy's dataset records no control period; pass control_dt (--control_dt) in seconds")
     meta = {
         "learner": "diffusion_policy",
         "env": source.env,

@@ -14,7 +14,8 @@ Inference (the receding-horizon policy, RTI warm start included) lives in `reced
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,17 +49,22 @@ class Normalizers:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for a saved policy (discrete dims go in its metadata)."""
         return {
-            "obs_offset": np.asarray(self.obs.offset), "obs_scale": np.asarray(self.obs.scale),
-            "action_low": np.asarray(self.action.low), "action_high": np.asarray(self.action.high),
+            "obs_offset": np.asarray(self.obs.offset),
+            "obs_scale": np.asarray(self.obs.scale),
+            "action_low": np.asarray(self.action.low),
+            "action_high": np.asarray(self.action.high),
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict, discrete_dims: Sequence[int]) -> "Normalizers":
+    def from_arrays(cls, arrays: dict, discrete_dims: Sequence[int]) -> Normalizers:
         action = MinMaxNormalizer(
-            jnp.asarray(arrays["action_low"], jnp.float32), jnp.asarray(arrays["action_high"], jnp.float32),
+            jnp.asarray(arrays["action_low"], jnp.float32),
+            jnp.asarray(arrays["action_high"], jnp.float32),
             tuple(int(d) for d in discrete_dims),
         )
-        obs = ObsNormalizer(jnp.asarray(arrays["obs_offset"], jnp.float32), jnp.asarray(arrays["obs_scale"], jnp.float32))
+        obs = ObsNormalizer(
+            jnp.asarray(arrays["obs_offset"], jnp.float32), jnp.asarray(arrays["obs_scale"], jnp.float32)
+        )
         return cls(obs, action)
 
 
@@ -114,7 +120,11 @@ def learning_rate_schedule(config: DiffusionPolicyConfig) -> optax.Schedule:
     """Linear warm-up to the peak rate, then cosine decay to 0 at total_grad_steps (Chi et al. App. D)."""
     warmup = min(config.warmup_steps, max(config.total_grad_steps - 1, 0))
     return optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, warmup_steps=warmup, decay_steps=max(config.total_grad_steps, warmup + 1), end_value=0.0
+        0.0,
+        config.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(config.total_grad_steps, warmup + 1),
+        end_value=0.0,
     )
 
 

@@ -26,7 +26,9 @@ def make_denoiser(config: DiffusionPolicyConfig) -> nn.Module:
             n_groups=config.n_groups,
             diffusion_step_embed_dim=config.diffusion_step_embed_dim,
         )
-    return MLPDenoiser(hidden_dims=tuple(config.mlp_hidden_dims), diffusion_step_embed_dim=config.diffusion_step_embed_dim)
+    return MLPDenoiser(
+        hidden_dims=tuple(config.mlp_hidden_dims), diffusion_step_embed_dim=config.diffusion_step_embed_dim
+    )
 
 
 def global_condition(normalized_obs: jax.Array) -> jax.Array:

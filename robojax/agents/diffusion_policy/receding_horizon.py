@@ -77,8 +77,12 @@ def function_evaluations(config: DiffusionPolicyConfig, inference: InferenceConf
     cold_steps, _, warm_steps, _ = inference_timesteps(config, inference)
     n_exec = inference.resolved_action_steps(config)
     per_chunk = len(warm_steps) if config.objective == "diffusion" else 1
-    return {"first_chunk": len(cold_steps), "per_chunk": per_chunk, "per_action": per_chunk / n_exec,
-            "action_steps": n_exec}
+    return {
+        "first_chunk": len(cold_steps),
+        "per_chunk": per_chunk,
+        "per_action": per_chunk / n_exec,
+        "action_steps": n_exec,
+    }
 
 
 def action_chunking(config: DiffusionPolicyConfig, inference: InferenceConfig) -> dict:
@@ -102,8 +106,18 @@ def action_chunking(config: DiffusionPolicyConfig, inference: InferenceConfig) -
     }
 
 
-def _receding_horizon(params, normalizers: Normalizers, config: DiffusionPolicyConfig, inference: InferenceConfig,
-                      obs_dim: int, action_dim: int, low, high, dtype, batch_size: int | None):
+def _receding_horizon(
+    params,
+    normalizers: Normalizers,
+    config: DiffusionPolicyConfig,
+    inference: InferenceConfig,
+    obs_dim: int,
+    action_dim: int,
+    low,
+    high,
+    dtype,
+    batch_size: int | None,
+):
     """(init_carry, step, plan) for one env (batch_size None: obs [obs_dim]) or B envs on one clock."""
     denoiser = make_denoiser(config)
     schedule = schedule_of(config)
@@ -200,8 +214,9 @@ def make_policy(
     nfe = function_evaluations(config, inference)
 
     def form(batch_size):
-        return _receding_horizon(params, normalizers, config, inference, int(obs_dim), int(action_dim),
-                                 low, high, action_dtype, batch_size)
+        return _receding_horizon(
+            params, normalizers, config, inference, int(obs_dim), int(action_dim), low, high, action_dtype, batch_size
+        )
 
     init_carry, step, plan = form(None)
     single = Policy(
@@ -216,8 +231,14 @@ def make_policy(
 
     def batched(n: int) -> Policy:
         init_carry, step, plan = form(int(n))
-        return dataclasses.replace(single, init_carry=init_carry, step=step, batched=None, batch_size=int(n),
-                                   extras={**single.extras, "plan": plan})
+        return dataclasses.replace(
+            single,
+            init_carry=init_carry,
+            step=step,
+            batched=None,
+            batch_size=int(n),
+            extras={**single.extras, "plan": plan},
+        )
 
     return dataclasses.replace(single, batched=batched)
 
@@ -234,10 +255,16 @@ def receding_horizon_policy(
 ) -> Policy:
     """`make_policy` for an env's specs: actions clipped to the action spec's bounds, in its dtype."""
     return make_policy(
-        params, normalizers, config, inference, observation_spec.shape[0], action_spec.shape[0],
+        params,
+        normalizers,
+        config,
+        inference,
+        observation_spec.shape[0],
+        action_spec.shape[0],
         action_low=np.broadcast_to(action_spec.low, action_spec.shape),
         action_high=np.broadcast_to(action_spec.high, action_spec.shape),
-        action_dtype=action_spec.dtype, name=name,
+        action_dtype=action_spec.dtype,
+        name=name,
     )
 
 

@@ -19,7 +19,7 @@ Everything here is in the model's (normalised, scaled) action space and works on
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

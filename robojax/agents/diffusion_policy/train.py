@@ -15,7 +15,8 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +41,17 @@ POLICY_FORMAT = "robojax.diffusion_policy/1"
 RUN_FORMAT = "robojax.diffusion_policy.loop/1"
 # Top-level loop settings that may change between a run and its resumption without changing what it learns.
 RESUMABLE_CHANGES = (
-    "workdir", "resume", "progress_bar", "eval_interval", "eval_episodes", "eval_env", "eval_episode_length",
-    "checkpoint_interval", "checkpoints_to_keep", "inference", "dataset",
+    "workdir",
+    "resume",
+    "progress_bar",
+    "eval_interval",
+    "eval_episodes",
+    "eval_env",
+    "eval_episode_length",
+    "checkpoint_interval",
+    "checkpoints_to_keep",
+    "inference",
+    "dataset",
 )
 
 
@@ -96,8 +106,9 @@ def prepare_data(dataset: EpisodeDataset, config: DiffusionPolicyConfig) -> tupl
     return data, normalizers
 
 
-def init_loop_state(key: jax.Array, dataset: EpisodeDataset, config: DiffusionPolicyConfig,
-                    normalizers: learner.Normalizers) -> LoopState:
+def init_loop_state(
+    key: jax.Array, dataset: EpisodeDataset, config: DiffusionPolicyConfig, normalizers: learner.Normalizers
+) -> LoopState:
     learner_key, loop_key = jax.random.split(key)
     state = learner.init(
         learner_key, dataset.observation_spec.shape[0], dataset.action_spec.shape[0], config, normalizers
@@ -129,7 +140,10 @@ def make_train_call(config: DiffusionPolicyConfig, num_updates: int) -> Callable
 
 
 def make_evaluator(
-    env: Env, config: DiffusionPolicyConfig, inference: InferenceConfig, observation_spec: ArraySpec,
+    env: Env,
+    config: DiffusionPolicyConfig,
+    inference: InferenceConfig,
+    observation_spec: ArraySpec,
     action_spec: ArraySpec,
 ) -> Callable:
     """Jitted closed-loop evaluation: one episode in every env of the batched `env` (robojax.evaluation).
@@ -139,8 +153,15 @@ def make_evaluator(
     policy replans every `action_steps` control steps, all envs on the same clock.
     """
     bounds = [tuple(np.broadcast_to(b, action_spec.shape).tolist()) for b in (action_spec.low, action_spec.high)]
-    return _evaluator(env, config, inference, observation_spec.shape[0], action_spec.shape[0], *bounds,
-                      np.dtype(action_spec.dtype).name)
+    return _evaluator(
+        env,
+        config,
+        inference,
+        observation_spec.shape[0],
+        action_spec.shape[0],
+        *bounds,
+        np.dtype(action_spec.dtype).name,
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -148,8 +169,17 @@ def _evaluator(env, config, inference, obs_dim, action_dim, action_low, action_h
     # Cached on hashable figures (an ArraySpec holds arrays): a resumed run or a second evaluation reuses it.
     def build(params_and_normalizers):
         params, normalizers = params_and_normalizers
-        return receding_horizon.make_policy(params, normalizers, config, inference, obs_dim, action_dim,
-                                            action_low=action_low, action_high=action_high, action_dtype=action_dtype)
+        return receding_horizon.make_policy(
+            params,
+            normalizers,
+            config,
+            inference,
+            obs_dim,
+            action_dim,
+            action_low=action_low,
+            action_high=action_high,
+            action_dtype=action_dtype,
+        )
 
     episodes = make_episode_evaluator(env, build, episode_length=episode_length_of(env))
 
@@ -241,7 +271,9 @@ class LoadedPolicy:
 def load_policy(path: str) -> LoadedPolicy:
     """A saved policy from its directory, or from a run directory holding `policy/`."""
     path = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isfile(os.path.join(path, "policy.json")) and os.path.isfile(os.path.join(path, "policy", "policy.json")):
+    if not os.path.isfile(os.path.join(path, "policy.json")) and os.path.isfile(
+        os.path.join(path, "policy", "policy.json")
+    ):
         path = os.path.join(path, "policy")
     tree, meta = ckpt.load_policy(path)
     if meta.get("format") != POLICY_FORMAT:
@@ -253,8 +285,14 @@ def load_policy(path: str) -> LoadedPolicy:
     params = jax.tree.map(jnp.asarray, tree["params"])
     normalizers = learner.Normalizers.from_arrays(tree["normalizers"], meta["discrete_action_dims"])
     return LoadedPolicy(
-        params, normalizers, config, int(meta["obs_dim"]), int(meta["action_dim"]),
-        ArraySpec.from_dict(meta["action_spec"]), ArraySpec.from_dict(meta["observation_spec"]), meta,
+        params,
+        normalizers,
+        config,
+        int(meta["obs_dim"]),
+        int(meta["action_dim"]),
+        ArraySpec.from_dict(meta["action_spec"]),
+        ArraySpec.from_dict(meta["observation_spec"]),
+        meta,
     )
 
 
@@ -270,9 +308,15 @@ def train(config: TrainConfig, env_factory: Callable[[str, int, int], Env] | Non
     dataset = load_dataset(config.dataset, config.max_episodes)  # bad datasets fail before any directory is made
     # The headline figure is the success rate: it is what the progress bar and eval_history follow.
     with runs.Run(
-        config.workdir, resume=config.resume, resume_flag="--resume", started=start,
-        resumable=RESUMABLE_CHANGES, fingerprint=resume_fingerprint, checkpoints_to_keep=config.checkpoints_to_keep,
-        stdout_keys=("eval/success", "eval/success_any_step", "eval/return"), eval_key="eval/success",
+        config.workdir,
+        resume=config.resume,
+        resume_flag="--resume",
+        started=start,
+        resumable=RESUMABLE_CHANGES,
+        fingerprint=resume_fingerprint,
+        checkpoints_to_keep=config.checkpoints_to_keep,
+        stdout_keys=("eval/success", "eval/success_any_step", "eval/return"),
+        eval_key="eval/success",
         progress_bar=config.progress_bar,
     ) as run:
         return _train(config, dataset, env_factory or make_eval_env, run)
@@ -296,8 +340,9 @@ def _train(config: TrainConfig, dataset: EpisodeDataset, make_env, run: runs.Run
     evaluate = None
     if eval_name and eval_name != "none":
         eval_env = make_env(eval_name, config.eval_episodes, config.eval_episode_length)
-        evaluate = make_evaluator(eval_env, policy_config, config.inference, dataset.observation_spec,
-                                  dataset.action_spec)
+        evaluate = make_evaluator(
+            eval_env, policy_config, config.inference, dataset.observation_spec, dataset.action_spec
+        )
 
     def run_eval(state: LoopState, step: int) -> dict:
         # Its own random stream, keyed by the step count: evaluating never perturbs training.
@@ -362,8 +407,12 @@ def evaluate_success(
         raise ValueError("the policy's dataset names no env; pass the env to evaluate in")
     make_env = make_env or make_eval_env
     out = evaluation.evaluate(
-        loaded.policy(inference), lambda n: make_env(name, n, episode_length), episodes=episodes, num_envs=num_envs,
-        seed=seed, episode_length=episode_length or None,
+        loaded.policy(inference),
+        lambda n: make_env(name, n, episode_length),
+        episodes=episodes,
+        num_envs=num_envs,
+        seed=seed,
+        episode_length=episode_length or None,
     )
     return {"env": name, **{k: out[k] for k in ("episodes", "success", "success_any_step", "return", "wall_s")}}
 
@@ -384,23 +433,44 @@ def measure_latency(
     name = env_name or loaded.metadata.get("env")
     if not name:
         raise ValueError("the policy's dataset names no env; pass the env to time the policy in")
-    return evaluation.measure_latency(loaded.policy(inference), env_registry.make(name), num_actions=num_actions,
-                                      seed=seed)
+    return evaluation.measure_latency(
+        loaded.policy(inference), env_registry.make(name), num_actions=num_actions, seed=seed
+    )
 
 
 def evaluate_saved_policy(
-    checkpoint: str, inference: InferenceConfig, *, episodes: int, num_envs: int, latency_actions: int,
-    seed: int = 0, env: str = "", episode_length: int = 0,
+    checkpoint: str,
+    inference: InferenceConfig,
+    *,
+    episodes: int,
+    num_envs: int,
+    latency_actions: int,
+    seed: int = 0,
+    env: str = "",
+    episode_length: int = 0,
 ) -> dict:
     """Success rate, batch-1 latency and NFE of a saved policy under one inference setting (eval_policy's work)."""
     loaded = load_policy(checkpoint)
     inference.check_against(loaded.config)
-    result = {"checkpoint": os.path.abspath(checkpoint), "objective": loaded.config.objective,
-              "inference": dataclasses.asdict(inference)}
+    result = {
+        "checkpoint": os.path.abspath(checkpoint),
+        "objective": loaded.config.objective,
+        "inference": dataclasses.asdict(inference),
+    }
     if episodes:
-        result.update(evaluate_success(loaded, inference, episodes=episodes, num_envs=num_envs, seed=seed,
-                                       env_name=env or None, episode_length=episode_length))
+        result.update(
+            evaluate_success(
+                loaded,
+                inference,
+                episodes=episodes,
+                num_envs=num_envs,
+                seed=seed,
+                env_name=env or None,
+                episode_length=episode_length,
+            )
+        )
     if latency_actions:
-        result["latency"] = measure_latency(loaded, inference, num_actions=latency_actions, seed=seed,
-                                            env_name=env or None)
+        result["latency"] = measure_latency(
+            loaded, inference, num_actions=latency_actions, seed=seed, env_name=env or None
+        )
     return result

@@ -85,8 +85,16 @@ class PPOConfig:
 
     def __post_init__(self):
         check_positive_int(
-            self, "num_envs", "unroll_length", "num_minibatches", "update_epochs", "total_env_steps",
-            "eval_interval", "eval_episodes", "num_seeds", "bc_batch_size",
+            self,
+            "num_envs",
+            "unroll_length",
+            "num_minibatches",
+            "update_epochs",
+            "total_env_steps",
+            "eval_interval",
+            "eval_episodes",
+            "num_seeds",
+            "bc_batch_size",
         )
         check_non_negative_int(self, "seed", "bc_steps", "value_warmup_iterations")
         if self.batch_size % self.num_minibatches:

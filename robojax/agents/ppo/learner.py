@@ -134,8 +134,12 @@ def deterministic_action(
 
 
 def stochastic_action(
-    config: PPOConfig, action_spec: ArraySpec, policy_params: Any, obs_normalizer: RunningMeanStd,
-    obs: jax.Array, key: jax.Array,
+    config: PPOConfig,
+    action_spec: ArraySpec,
+    policy_params: Any,
+    obs_normalizer: RunningMeanStd,
+    obs: jax.Array,
+    key: jax.Array,
 ) -> jax.Array:
     """Exploration action a ~ pi(.|obs) for a raw (single or batched) observation."""
     networks = make_networks(config, action_spec)
@@ -157,7 +161,9 @@ def _episode_metrics(info: dict) -> Metrics:
     }
 
 
-def make_iteration(env: Env, config: PPOConfig, value_only: bool = False) -> Callable[[TrainState], tuple[TrainState, Metrics]]:
+def make_iteration(
+    env: Env, config: PPOConfig, value_only: bool = False
+) -> Callable[[TrainState], tuple[TrainState, Metrics]]:
     """One jitted PPO iteration: rollout, GAE, normaliser update, epochs x minibatches of updates.
 
     value_only: update the value function only (the policy loss and entropy drop out of the
@@ -189,7 +195,9 @@ def make_iteration(env: Env, config: PPOConfig, value_only: bool = False) -> Cal
             )
             return nxt, (transition, nxt.info)
 
-        env_state, (trajectory, infos) = jax.lax.scan(step, state.env_state, jax.random.split(key, config.unroll_length))
+        env_state, (trajectory, infos) = jax.lax.scan(
+            step, state.env_state, jax.random.split(key, config.unroll_length)
+        )
         return env_state, trajectory, infos
 
     def loss_fn(params, minibatch):
@@ -359,7 +367,9 @@ def make_evaluator(eval_env: Env, config: PPOConfig) -> Evaluate:
 
         def body(carry, _):
             env_state, returns, success, running = carry
-            action = deterministic_action(config, action_spec, state.params["policy"], state.obs_normalizer, env_state.obs)
+            action = deterministic_action(
+                config, action_spec, state.params["policy"], state.obs_normalizer, env_state.obs
+            )
             env_state = eval_env.step(env_state, action)
             returns = returns + jnp.where(running, env_state.reward, 0.0)
             finished = running & env_state.done
@@ -403,6 +413,7 @@ def make_train(
         def body(iteration_fn, state, index):
             state, metrics = iteration_fn(state)
             if evaluate is not None:
+
                 def skipped(s):
                     shapes = jax.eval_shape(evaluate, s, eval_key)
                     return jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)

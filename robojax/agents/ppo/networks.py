@@ -116,6 +116,9 @@ def make_networks(config: PPOConfig, action_spec: ArraySpec) -> PPONetworks:
     )
     value = ValueNetwork(hidden_dims=tuple(config.value_hidden_dims), activation=config.activation)
     return PPONetworks(
-        policy, value, config.action_mode,
-        np.asarray(action_spec.low, np.float32), np.asarray(action_spec.high, np.float32),
+        policy,
+        value,
+        config.action_mode,
+        np.asarray(action_spec.low, np.float32),
+        np.asarray(action_spec.high, np.float32),
     )

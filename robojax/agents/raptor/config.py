@@ -18,7 +18,12 @@ import dataclasses
 
 from robojax.agents.sac.config import SACConfig
 from robojax.config_utils import (
-    check_choice, check_non_negative_int, check_number, check_positive_int, field, renamed,
+    check_choice,
+    check_non_negative_int,
+    check_number,
+    check_positive_int,
+    field,
+    renamed,
 )
 
 TASKS = ("hover", "track")
@@ -52,11 +57,16 @@ class TeacherConfig:
     total_env_steps: int = field(150_000, "Env transitions per teacher (summed over its envs).")
     learning_starts: int = field(2_000, "Transitions of uniform random actions per teacher before updates.")
     steps_per_iteration: int = field(250, "Vectorised env steps per jitted call.")
-    privileged: bool = field(True, "Teachers observe the privileged observation: the student's 22 values plus the"
-                             " true motor speeds (False: the student's 22 values only).")
+    privileged: bool = field(
+        True,
+        "Teachers observe the privileged observation: the student's 22 values plus the"
+        " true motor speeds (False: the student's 22 values only).",
+    )
     observe_disturbance: bool = field(
-        True, "Privileged teachers also observe the episode's external-force draw (29 values; the paper's teachers"
-        " observe f_ext). Needs privileged.")
+        True,
+        "Privileged teachers also observe the episode's external-force draw (29 values; the paper's teachers"
+        " observe f_ext). Needs privileged.",
+    )
     episode_length: int = field(500, "Teacher episode length in control steps (paper: 500 at 100 Hz).")
     sac: SACConfig = dataclasses.field(default_factory=default_teacher_sac)
 
@@ -64,8 +74,10 @@ class TeacherConfig:
         check_positive_int(self, "num_envs", "total_env_steps", "steps_per_iteration", "episode_length")
         check_non_negative_int(self, "learning_starts")
         if self.observe_disturbance and not self.privileged:
-            raise ValueError("TeacherConfig.observe_disturbance needs privileged=True (the force comes after the"
-                             " motor speeds in the teacher observation); set observe_disturbance=False too")
+            raise ValueError(
+                "TeacherConfig.observe_disturbance needs privileged=True (the force comes after the"
+                " motor speeds in the teacher observation); set observe_disturbance=False too"
+            )
         if not isinstance(self.sac, SACConfig):
             raise TypeError(f"TeacherConfig.sac must be a SACConfig, got {type(self.sac).__name__}")
 
@@ -95,16 +107,18 @@ class DistillConfig:
     grad_clip: float = field(1.0, "Global gradient-norm clip.")
     recurrent: bool = field(True, "GRU student (False: the non-recurrent ablation of the same size).")
     position_correction: bool = field(
-        False, "Shift the student's position input during distillation by each teacher's measured steady-state"
-        " hover offset (RLtools' STEADY_STATE_POSITION_CORRECTION), so teachers' biases are not imitated.")
+        False,
+        "Shift the student's position input during distillation by each teacher's measured steady-state"
+        " hover offset (RLtools' STEADY_STATE_POSITION_CORRECTION), so teachers' biases are not imitated.",
+    )
 
     def __post_init__(self):
-        check_positive_int(self, "epochs", "episodes_per_quadrotor", "episode_length", "batch_size", "updates_per_epoch")
+        check_positive_int(
+            self, "epochs", "episodes_per_quadrotor", "episode_length", "batch_size", "updates_per_epoch"
+        )
         check_non_negative_int(self, "warmup_epochs")
         if self.warmup_epochs > self.epochs:
-            raise ValueError(
-                f"DistillConfig.warmup_epochs ({self.warmup_epochs}) cannot exceed epochs ({self.epochs})"
-            )
+            raise ValueError(f"DistillConfig.warmup_epochs ({self.warmup_epochs}) cannot exceed epochs ({self.epochs})")
         check_number(self, "learning_rate", "grad_clip", allow_bool=True, expected="a positive number")
 
 
@@ -112,11 +126,15 @@ class DistillConfig:
 class EvalConfig:
     """Held-out evaluation: quadrotors from a separate key stream, never used in distillation."""
 
-    num_quadrotors: int = field(8, "Held-out quadrotors that also get their own oracle teacher (the three-way comparison).")
+    num_quadrotors: int = field(
+        8, "Held-out quadrotors that also get their own oracle teacher (the three-way comparison)."
+    )
     episodes_per_quadrotor: int = field(4, "Evaluation episodes per held-out quadrotor and task.")
     wide_quadrotors: int = field(
-        64, "More held-out quadrotors (a third key stream, no teachers) that the students fly zero-shot for the"
-        " headline figures, episodes_per_quadrotor each: 64 x 4 = 256 episodes per task (0: none).")
+        64,
+        "More held-out quadrotors (a third key stream, no teachers) that the students fly zero-shot for the"
+        " headline figures, episodes_per_quadrotor each: 64 x 4 = 256 episodes per task (0: none).",
+    )
     episode_length: int = field(500, "Evaluation episode length in control steps.")
     plot_quadrotors: int = field(3, "Held-out quadrotors drawn in the tracking-trajectory plot.")
 
@@ -138,8 +156,11 @@ class RaptorConfig:
         " reports both.",
     )
     seed: int = field(0, "Seed of every random stream (training and held-out quadrotors use separate streams).")
-    workdir: str | None = field(None, "Run directory; a rerun with the same one skips finished stages (None: the"
-                                " experiment makes up runs/raptor_<time>).")
+    workdir: str | None = field(
+        None,
+        "Run directory; a rerun with the same one skips finished stages (None: the"
+        " experiment makes up runs/raptor_<time>).",
+    )
     checkpoint_interval: int = field(50, "Teacher iterations between checkpoints.")
     progress_bar: bool = field(True, "Progress bars when stderr is a terminal.")
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
@@ -152,8 +173,9 @@ class RaptorConfig:
         check_non_negative_int(self, "seed")
         for name, cls in (("teacher", TeacherConfig), ("distill", DistillConfig), ("eval", EvalConfig)):
             if not isinstance(getattr(self, name), cls):
-                raise TypeError(f"RaptorConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
-
+                raise TypeError(
+                    f"RaptorConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
+                )
 
     @property
     def teacher_task(self) -> str:

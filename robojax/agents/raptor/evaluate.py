@@ -60,8 +60,9 @@ class HeldOutEpisodes(Wrapper):
         self.num_quadrotors = int(jax.tree.leaves(dynamics)[0].shape[0])
         self.episodes_per_quadrotor = int(episodes_per_quadrotor)
         super().__init__(VmapWrapper(env, self.num_quadrotors * self.episodes_per_quadrotor))
-        self.dynamics = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), self.episodes_per_quadrotor, axis=0),
-                                     dynamics)
+        self.dynamics = jax.tree.map(
+            lambda x: jnp.repeat(jnp.asarray(x), self.episodes_per_quadrotor, axis=0), dynamics
+        )
 
     def reset(self, key):
         keys = jax.random.split(key, (self.num_quadrotors, self.episodes_per_quadrotor))
@@ -82,19 +83,36 @@ def teacher_policy(teachers_state: Any, num_quadrotors: int, episodes_per_quadro
         action = per_teacher(teachers_state, obs)
         return action.reshape((-1,) + action.shape[2:]), carry
 
-    return Policy(init_carry=lambda: (), step=step, stochastic=False, name="raptor_oracle_teachers",
-                  batch_size=num_quadrotors * episodes_per_quadrotor)
+    return Policy(
+        init_carry=lambda: (),
+        step=step,
+        stochastic=False,
+        name="raptor_oracle_teachers",
+        batch_size=num_quadrotors * episodes_per_quadrotor,
+    )
 
 
 def _trace(state, action, nxt) -> dict:
     position = state.physics["position"]
     obs = state.obs[..., : networks.OBS_SIZE]  # teachers see more; the first 22 values are the student's
-    return {"obs": obs, "action": action, "position": position, "reference": position - obs[..., :3],
-            "reward": nxt.reward}
+    return {
+        "obs": obs,
+        "action": action,
+        "position": position,
+        "reference": position - obs[..., :3],
+        "reward": nxt.reward,
+    }
 
 
-def fly(env: Env, length: int, episodes_per_quadrotor: int, dynamics: dict, policy: Policy | None = None,
-        teachers_state: Any = None, key: jax.Array | None = None) -> tuple[dict, Episodes]:
+def fly(
+    env: Env,
+    length: int,
+    episodes_per_quadrotor: int,
+    dynamics: dict,
+    policy: Policy | None = None,
+    teachers_state: Any = None,
+    key: jax.Array | None = None,
+) -> tuple[dict, Episodes]:
     """Episodes of one policy on every quadrotor (`robojax.evaluation.make_episode_evaluator`).
 
     policy: a student's Policy, or None for the oracle teachers `teachers_state` (one per quadrotor),
@@ -112,9 +130,16 @@ def fly(env: Env, length: int, episodes_per_quadrotor: int, dynamics: dict, poli
     # [time, quadrotor * episode, ...] -> [quadrotor, episode, time, ...]
     per_episode = lambda x: np.swapaxes(np.asarray(x), 0, 1).reshape((q, e) + np.shape(x)[:1] + np.shape(x)[2:])
     trace = {k: per_episode(v) for k, v in out.pop("trace").items()}
-    episodes = Episodes(obs=trace["obs"], label=None, action=trace["action"], valid=per_episode(out.pop("valid")),
-                        crashed=np.asarray(out["terminated"]).reshape(q, e), position=trace["position"],
-                        reference=trace["reference"], reward=trace["reward"])
+    episodes = Episodes(
+        obs=trace["obs"],
+        label=None,
+        action=trace["action"],
+        valid=per_episode(out.pop("valid")),
+        crashed=np.asarray(out["terminated"]).reshape(q, e),
+        position=trace["position"],
+        reference=trace["reference"],
+        reward=trace["reward"],
+    )
     return out, episodes
 
 
@@ -142,11 +167,14 @@ def crash_causes(episodes: Episodes, arm_length: jax.Array, env: Env) -> dict:
     valid, crashed = np.asarray(episodes.valid), np.asarray(episodes.crashed)
     last = np.take_along_axis(obs, np.maximum(valid.sum(-1) - 1, 0)[..., None, None], axis=2)[:, :, 0]
     arm = np.asarray(arm_length)[:, None]
-    ratios = np.stack([
-        np.abs(last[..., 0:3]).max(-1) / (task_env.position_threshold_arms * arm),
-        np.abs(last[..., 12:15]).max(-1) / task_env.velocity_threshold,
-        np.abs(last[..., 15:18]).max(-1) / task_env.angular_velocity_threshold,
-    ], axis=-1)
+    ratios = np.stack(
+        [
+            np.abs(last[..., 0:3]).max(-1) / (task_env.position_threshold_arms * arm),
+            np.abs(last[..., 12:15]).max(-1) / task_env.velocity_threshold,
+            np.abs(last[..., 15:18]).max(-1) / task_env.angular_velocity_threshold,
+        ],
+        axis=-1,
+    )
     cause = ratios.argmax(-1)[crashed]
     return {name: int(np.sum(cause == i)) for i, name in enumerate(("position", "velocity", "angular_velocity"))}
 
@@ -185,8 +213,9 @@ def evaluate_task(
     results, trajectories = {}, {}
     for name in ("teacher", *students):
         policy = None if name == "teacher" else networks.student_policy(*students[name])
-        out, episodes = fly(env, config.episode_length, config.episodes_per_quadrotor, dynamics, policy,
-                            oracle_teachers, key)
+        out, episodes = fly(
+            env, config.episode_length, config.episodes_per_quadrotor, dynamics, policy, oracle_teachers, key
+        )
         results[name] = policy_metrics(out, episodes, dynamics, env)
         trajectories[name] = episodes
     return results, trajectories
@@ -210,14 +239,25 @@ def evaluate_students(
     """Students alone, zero-shot, on held-out quadrotors that have no teachers (the wide set)."""
     results = {}
     for name, (fns, params) in students.items():
-        out, episodes = fly(env, config.episode_length, config.episodes_per_quadrotor, dynamics,
-                            networks.student_policy(fns, params), key=key)
+        out, episodes = fly(
+            env,
+            config.episode_length,
+            config.episodes_per_quadrotor,
+            dynamics,
+            networks.student_policy(fns, params),
+            key=key,
+        )
         results[name] = policy_metrics(out, episodes, dynamics, env)
     return results
 
 
-def plot_tracking(trajectories: dict, png_path: str, num_quadrotors: int, dt: float = 0.01,
-                  policies: tuple[str, ...] = ("student", "teacher")) -> str:
+def plot_tracking(
+    trajectories: dict,
+    png_path: str,
+    num_quadrotors: int,
+    dt: float = 0.01,
+    policies: tuple[str, ...] = ("student", "teacher"),
+) -> str:
     """x/y/z over time, reference vs policies, for the first episode of a few held-out quadrotors."""
     import matplotlib
 
@@ -257,8 +297,11 @@ def plot_tracking(trajectories: dict, png_path: str, num_quadrotors: int, dt: fl
 
 def results_table(results: dict) -> str:
     """A markdown table: task x policy -> success, position error, survived steps, crash causes."""
-    lines = ["| task | policy | success | mean position error (m) | after the first second (m) | mean steps flown"
-             " | crashes by bound (pos/vel/ang vel) | steady-state error x/y/z (m) |", "|---|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "| task | policy | success | mean position error (m) | after the first second (m) | mean steps flown"
+        " | crashes by bound (pos/vel/ang vel) | steady-state error x/y/z (m) |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
     for task, by_policy in results.items():
         for policy, m in by_policy.items():
             causes = m.get("crash_causes")

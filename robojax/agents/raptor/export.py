@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -80,13 +81,19 @@ def params_from_numpy(weights: Mapping[str, np.ndarray]) -> dict:
         if tuple(np.shape(weights[name])) != shape:
             raise ValueError(f"student weight {name} has shape {np.shape(weights[name])}, expected {shape}")
     w = {k: jnp.asarray(np.asarray(weights[k], np.float32)) for k in NUMPY_SHAPES}
-    return {"params": {
-        "initial_hidden_state": w["initial_hidden_state"],
-        "input_layer": {"kernel": w["input_kernel"], "bias": w["input_bias"]},
-        "gru": {"input_kernel": w["gru_input_kernel"], "recurrent_kernel": w["gru_recurrent_kernel"],
-                "input_bias": w["gru_input_bias"], "recurrent_bias": w["gru_recurrent_bias"]},
-        "output_layer": {"kernel": w["output_kernel"], "bias": w["output_bias"]},
-    }}
+    return {
+        "params": {
+            "initial_hidden_state": w["initial_hidden_state"],
+            "input_layer": {"kernel": w["input_kernel"], "bias": w["input_bias"]},
+            "gru": {
+                "input_kernel": w["gru_input_kernel"],
+                "recurrent_kernel": w["gru_recurrent_kernel"],
+                "input_bias": w["gru_input_bias"],
+                "recurrent_bias": w["gru_recurrent_bias"],
+            },
+            "output_layer": {"kernel": w["output_kernel"], "bias": w["output_bias"]},
+        }
+    }
 
 
 def save_student_npz(params: dict, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> str:
@@ -119,8 +126,14 @@ def _load_npz(path: str) -> RaptorSource:
             )
         weights = {k: npz[k] for k in NUMPY_SHAPES}
         meta = json.loads(str(npz["metadata"])) if "metadata" in npz.files else {}
-    return RaptorSource(params=params_from_numpy(weights), kind="gru", env=meta.get("env"),
-                        control_dt=meta.get("control_dt"), path=path, run_metadata=meta)
+    return RaptorSource(
+        params=params_from_numpy(weights),
+        kind="gru",
+        env=meta.get("env"),
+        control_dt=meta.get("control_dt"),
+        path=path,
+        run_metadata=meta,
+    )
 
 
 def _env_of(metadata: Mapping) -> str:
@@ -160,16 +173,27 @@ def load_raptor_source(path: str | os.PathLike, *, step: int | None = None) -> R
     params = tree.get("params") if isinstance(tree, Mapping) else None
     if not isinstance(params, Mapping) or "params" not in params:
         raise ValueError(f"{step_dir} holds no student parameters (expected a DistillState with params)")
-    return RaptorSource(params=jax.tree.map(jnp.asarray, params), kind=kind, env=_env_of(metadata),
-                        path=step_dir, hash_include=("state", "metadata"), step=step, run_metadata=metadata)
+    return RaptorSource(
+        params=jax.tree.map(jnp.asarray, params),
+        kind=kind,
+        env=_env_of(metadata),
+        path=step_dir,
+        hash_include=("state", "metadata"),
+        step=step,
+        run_metadata=metadata,
+    )
 
 
 def recurrent_state(source: RaptorSource) -> dict:
     """The sidecar's description of the carried state."""
     if source.kind == "feedforward":
         return {"shape": [], "dtype": None, "kind": "none (feedforward ablation)"}
-    return {"shape": [S.HIDDEN_SIZE], "dtype": "float32", "kind": "GRU hidden state h",
-            "initial": "the stored initial_hidden_state parameter h0, restored by reset()"}
+    return {
+        "shape": [S.HIDDEN_SIZE],
+        "dtype": "float32",
+        "kind": "GRU hidden state h",
+        "initial": "the stored initial_hidden_state parameter h0, restored by reset()",
+    }
 
 
 def make_policy(source: RaptorSource) -> Policy:
@@ -191,8 +215,10 @@ def export_raptor_student(
 
     control_dt = control_dt if control_dt is not None else source.control_dt
     if control_dt is None:
-        raise ValueError("the student's source records no control period; pass control_dt (--control_dt), 0.01 s"
-                         " for robojax's quadrotor tasks")
+        raise ValueError(
+            "the student's source records no control period; pass control_dt (--control_dt), 0.01 s"
+            " for robojax's quadrotor tasks"
+        )
     meta = {
         "learner": "raptor",
         "student": source.kind,
@@ -207,8 +233,11 @@ def export_raptor_student(
     if source.path is not None:
         from robojax.deploy.artifact import sha256_tree
 
-        src = {"path": source.path, "items": list(source.hash_include) if source.hash_include else None,
-               **sha256_tree(source.path, source.hash_include)}
+        src = {
+            "path": source.path,
+            "items": list(source.hash_include) if source.hash_include else None,
+            **sha256_tree(source.path, source.hash_include),
+        }
     return export_policy(
         make_policy(source),
         out_dir,
@@ -224,21 +253,33 @@ def export_raptor_student(
 
 # ---- dependency-free C ---------------------------------------------------------------------------
 
+
 def student_c_policy(params: dict):
     """The recurrent student as a generic C policy: Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4, tanh)."""
     from robojax.export import c_export
 
     n_params = S.count_parameters(params)
     if n_params != S.PAPER_PARAMETER_COUNT:
-        raise ValueError(f"export_student_c expects the {S.PAPER_PARAMETER_COUNT}-parameter GRU student"
-                         f" (robojax.agents.raptor.networks.init_student), got {n_params} parameters")
+        raise ValueError(
+            f"export_student_c expects the {S.PAPER_PARAMETER_COUNT}-parameter GRU student"
+            f" (robojax.agents.raptor.networks.init_student), got {n_params} parameters"
+        )
     w = S.numpy_parameters(params)
-    return c_export.CPolicy((
-        c_export.Dense(w["input_kernel"], w["input_bias"], "relu", name="input"),
-        c_export.GRU(w["gru_input_kernel"], w["gru_recurrent_kernel"], w["gru_input_bias"], w["gru_recurrent_bias"],
-                     w["initial_hidden_state"], name="gru"),
-        c_export.Dense(w["output_kernel"], w["output_bias"], "tanh", name="output"),
-    ), description="RAPTOR student policy, Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4) -> tanh.")
+    return c_export.CPolicy(
+        (
+            c_export.Dense(w["input_kernel"], w["input_bias"], "relu", name="input"),
+            c_export.GRU(
+                w["gru_input_kernel"],
+                w["gru_recurrent_kernel"],
+                w["gru_input_bias"],
+                w["gru_recurrent_bias"],
+                w["initial_hidden_state"],
+                name="gru",
+            ),
+            c_export.Dense(w["output_kernel"], w["output_bias"], "tanh", name="output"),
+        ),
+        description="RAPTOR student policy, Dense(22->16, ReLU) -> GRU(16) -> Dense(16->4) -> tanh.",
+    )
 
 
 def reference_sequence(params: dict, steps: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +289,9 @@ def reference_sequence(params: dict, steps: int = 8, seed: int = 0) -> tuple[np.
     return obs, np.asarray(actions, np.float32)
 
 
-def export_student_c(params: dict, out_dir: str | os.PathLike, name: str = "raptor_student",
-                     reference_steps: int = 8, seed: int = 0) -> dict:
+def export_student_c(
+    params: dict, out_dir: str | os.PathLike, name: str = "raptor_student", reference_steps: int = 8, seed: int = 0
+) -> dict:
     """Write `<name>.h`, `<name>.c` and `<name>_selftest.c` (robojax.export.c_export) into `out_dir`."""
     from robojax.export import c_export
 
@@ -258,8 +300,14 @@ def export_student_c(params: dict, out_dir: str | os.PathLike, name: str = "rapt
         raise ValueError(f"reference_steps must be >= 1, got {reference_steps}")
     obs, actions = reference_sequence(params, reference_steps, seed)
     return c_export.export_policy_c(
-        policy, out_dir, name, obs, actions,
+        policy,
+        out_dir,
+        name,
+        obs,
+        actions,
         defines={"HIDDEN_SIZE": S.HIDDEN_SIZE, "CONTROL_HZ": 100},
-        header_notes=["Observation: position error (3), rotation matrix row-major (9), velocity error (3),",
-                      "body angular velocity (3), previous action (4). Action: 4 motor commands in [-1, 1]."],
+        header_notes=[
+            "Observation: position error (3), rotation matrix row-major (9), velocity error (3),",
+            "body angular velocity (3), previous action (4). Action: 4 motor commands in [-1, 1].",
+        ],
     )

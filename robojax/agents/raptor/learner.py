@@ -22,7 +22,8 @@ one jitted call. The student networks are in `networks.py`, the imitation loss i
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -128,8 +129,14 @@ def collect(
 
 
 def steady_state_offsets(
-    env: Env, teachers: sac_learner.TrainState, dynamics: dict, key: jax.Array, *, length: int = 500,
-    episodes_per_quadrotor: int = 4, tail: int = 200,
+    env: Env,
+    teachers: sac_learner.TrainState,
+    dynamics: dict,
+    key: jax.Array,
+    *,
+    length: int = 500,
+    episodes_per_quadrotor: int = 4,
+    tail: int = 200,
 ) -> jax.Array:
     """Each teacher's steady-state position offset (quadrotor, 3): the mean of p - p_ref over the last
     `tail` steps of its own hover episodes that did not crash (zero where all of them crashed)."""
@@ -199,9 +206,9 @@ def episode_metrics(episodes: Episodes) -> dict:
         "position_error": jnp.sum(error) / jnp.maximum(jnp.sum(valid), 1.0),
     }
     if episodes.label is not None:
-        metrics["label_action_mse"] = (
-            jnp.sum(jnp.square(episodes.action - episodes.label) * valid[..., None])
-            / jnp.maximum(jnp.sum(valid) * episodes.label.shape[-1], 1.0))
+        metrics["label_action_mse"] = jnp.sum(
+            jnp.square(episodes.action - episodes.label) * valid[..., None]
+        ) / jnp.maximum(jnp.sum(valid) * episodes.label.shape[-1], 1.0)
     return metrics
 
 
@@ -217,8 +224,16 @@ def make_epoch(envs: tuple[Env, ...], config: DistillConfig) -> Callable:
         parts = []
         for i, env in enumerate(envs):
             episodes = collect(
-                env, config.episode_length, config.episodes_per_quadrotor, student, state.params,
-                teachers, dynamics, jax.random.fold_in(collect_key, i), teacher_acts, position_offsets,
+                env,
+                config.episode_length,
+                config.episodes_per_quadrotor,
+                student,
+                state.params,
+                teachers,
+                dynamics,
+                jax.random.fold_in(collect_key, i),
+                teacher_acts,
+                position_offsets,
             )
             parts.append(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), episodes))
         flat = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)

@@ -33,7 +33,8 @@ and the non-recurrent ablation with the same signatures (`init_feedforward_stude
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -66,8 +67,8 @@ class RLtoolsGRUCell(nn.Module):
         gi = x @ w_i + b_i
         gh = h @ w_h + b_h
         r = jax.nn.sigmoid(gi[..., :f] + gh[..., :f])
-        z = jax.nn.sigmoid(gi[..., f:2 * f] + gh[..., f:2 * f])
-        n = jnp.tanh(gi[..., 2 * f:] + r * gh[..., 2 * f:])
+        z = jax.nn.sigmoid(gi[..., f : 2 * f] + gh[..., f : 2 * f])
+        n = jnp.tanh(gi[..., 2 * f :] + r * gh[..., 2 * f :])
         return (1.0 - z) * n + z * h
 
 
@@ -111,6 +112,7 @@ def count_parameters(params: Any) -> int:
 
 # ---- recurrent student -------------------------------------------------------------------------
 
+
 def init_student(key: jax.Array) -> dict:
     """Parameters of the 2084-parameter recurrent student."""
     return _STUDENT.init(key, jnp.zeros((HIDDEN_SIZE,)), jnp.zeros((OBS_SIZE,)))
@@ -144,6 +146,7 @@ def student_sequence(params: dict, obs_seq: jax.Array, carry: jax.Array | None =
 
 
 # ---- non-recurrent ablation --------------------------------------------------------------------
+
 
 def init_feedforward_student(key: jax.Array) -> dict:
     return _FEEDFORWARD.init(key, jnp.zeros((OBS_SIZE,)))
@@ -179,8 +182,13 @@ def student_functions(kind: str = "gru") -> StudentFunctions:
     if kind == "gru":
         return StudentFunctions(init_student, initial_carry, student_step, student_sequence, "gru")
     if kind == "feedforward":
-        return StudentFunctions(init_feedforward_student, feedforward_initial_carry,
-                                feedforward_student_step, feedforward_student_sequence, "feedforward")
+        return StudentFunctions(
+            init_feedforward_student,
+            feedforward_initial_carry,
+            feedforward_student_step,
+            feedforward_student_sequence,
+            "feedforward",
+        )
     raise ValueError(f"unknown student kind {kind!r}; use 'gru' or 'feedforward'")
 
 
@@ -197,6 +205,7 @@ def student_policy(student: StudentFunctions, params: Any) -> Policy:
     """
     params = jax.tree.map(jnp.asarray, params)
     if student.kind == "gru":
+
         def init_carry():
             return student.initial_carry((), params)
 
@@ -205,6 +214,7 @@ def student_policy(student: StudentFunctions, params: Any) -> Policy:
             action, carry = student.step(params, carry, obs.astype(jnp.float32))
             return action.astype(jnp.float32), carry
     else:
+
         def init_carry():
             return ()
 
@@ -213,27 +223,33 @@ def student_policy(student: StudentFunctions, params: Any) -> Policy:
             action, _ = student.step(params, initial_carry(()), obs.astype(jnp.float32))
             return action.astype(jnp.float32), carry
 
-    return Policy(init_carry=init_carry, step=step, stochastic=False,
-                  action_chunking={"chunk_length": 1, "executed_steps": 1}, evals_per_action=1,
-                  name=f"raptor_{'student' if student.kind == 'gru' else 'feedforward'}")
+    return Policy(
+        init_carry=init_carry,
+        step=step,
+        stochastic=False,
+        action_chunking={"chunk_length": 1, "executed_steps": 1},
+        evals_per_action=1,
+        name=f"raptor_{'student' if student.kind == 'gru' else 'feedforward'}",
+    )
 
 
 # ---- numpy reference ---------------------------------------------------------------------------
+
 
 def numpy_parameters(params: dict) -> dict[str, np.ndarray]:
     """Flat float32 numpy arrays of the recurrent student's weights (for numpy and C inference)."""
     p = params["params"]
     f = lambda x: np.asarray(x, np.float32)
     return {
-        "input_kernel": f(p["input_layer"]["kernel"]),          # (22, 16)
-        "input_bias": f(p["input_layer"]["bias"]),              # (16,)
-        "gru_input_kernel": f(p["gru"]["input_kernel"]),        # (16, 48) gates [r, z, n]
+        "input_kernel": f(p["input_layer"]["kernel"]),  # (22, 16)
+        "input_bias": f(p["input_layer"]["bias"]),  # (16,)
+        "gru_input_kernel": f(p["gru"]["input_kernel"]),  # (16, 48) gates [r, z, n]
         "gru_recurrent_kernel": f(p["gru"]["recurrent_kernel"]),  # (16, 48)
-        "gru_input_bias": f(p["gru"]["input_bias"]),            # (48,)
-        "gru_recurrent_bias": f(p["gru"]["recurrent_bias"]),    # (48,)
-        "initial_hidden_state": f(p["initial_hidden_state"]),   # (16,)
-        "output_kernel": f(p["output_layer"]["kernel"]),        # (16, 4)
-        "output_bias": f(p["output_layer"]["bias"]),            # (4,)
+        "gru_input_bias": f(p["gru"]["input_bias"]),  # (48,)
+        "gru_recurrent_bias": f(p["gru"]["recurrent_bias"]),  # (48,)
+        "initial_hidden_state": f(p["initial_hidden_state"]),  # (16,)
+        "output_kernel": f(p["output_layer"]["kernel"]),  # (16, 4)
+        "output_bias": f(p["output_layer"]["bias"]),  # (4,)
     }
 
 
@@ -244,7 +260,7 @@ def numpy_student_step(w: dict[str, np.ndarray], h: np.ndarray, obs: np.ndarray)
     gi = x @ w["gru_input_kernel"] + w["gru_input_bias"]
     gh = h @ w["gru_recurrent_kernel"] + w["gru_recurrent_bias"]
     r = 1.0 / (1.0 + np.exp(-(gi[..., :f] + gh[..., :f])))
-    z = 1.0 / (1.0 + np.exp(-(gi[..., f:2 * f] + gh[..., f:2 * f])))
-    n = np.tanh(gi[..., 2 * f:] + r * gh[..., 2 * f:])
+    z = 1.0 / (1.0 + np.exp(-(gi[..., f : 2 * f] + gh[..., f : 2 * f])))
+    n = np.tanh(gi[..., 2 * f :] + r * gh[..., 2 * f :])
     h = (1.0 - z) * n + z * h
     return np.tanh(h @ w["output_kernel"] + w["output_bias"]), h

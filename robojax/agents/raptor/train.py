@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,8 @@ from robojax import logging as rlog
 from robojax import runs
 from robojax.agents.raptor import evaluate, learner, networks, teachers
 from robojax.agents.raptor.config import RaptorConfig
-from robojax.config_utils import from_dict, to_dict
 from robojax.agents.sac.train import LoopState
+from robojax.config_utils import from_dict, to_dict
 
 STAGES = ("teachers", "student", "feedforward", "evaluate", "export")
 FORMAT = "robojax.raptor/1"
@@ -76,9 +77,16 @@ def open_run(config: RaptorConfig) -> runs.Run:
     (a rerun continues the run: settings outside EXTENDABLE must match, CheckpointMismatchError otherwise)."""
     if not config.workdir:
         raise ValueError("RaptorConfig.workdir must name the run directory (--workdir=DIR)")
-    run = runs.Run(config.workdir, checkpoints=False, resumable=EXTENDABLE, fingerprint=_fingerprint,
-                   metadata=run_metadata(config), progress_bar=config.progress_bar,
-                   stdout_keys=None, eval_key="eval/success")
+    run = runs.Run(
+        config.workdir,
+        checkpoints=False,
+        resumable=EXTENDABLE,
+        fingerprint=_fingerprint,
+        metadata=run_metadata(config),
+        progress_bar=config.progress_bar,
+        stdout_keys=None,
+        eval_key="eval/success",
+    )
     try:
         return run.start()
     except BaseException:
@@ -87,6 +95,7 @@ def open_run(config: RaptorConfig) -> runs.Run:
 
 
 # ---- quadrotors ------------------------------------------------------------------------------------
+
 
 def quadrotors(config: RaptorConfig) -> tuple[dict, dict]:
     """(training, held-out) quadrotor parameters, from separate key streams."""
@@ -105,10 +114,15 @@ def _split(tree: Any, n: int) -> tuple[Any, Any]:
 
 # ---- stage 1: teachers -----------------------------------------------------------------------------
 
+
 def _save_teachers(checkpointer, state: LoopState, metadata: dict) -> None:
     buffers = {"replay": state.replay}
-    checkpointer.save(int(np.max(state.env_steps)), state.replace(replay=None, demo=None),
-                      extras={"buffers": buffers}, metadata=metadata)
+    checkpointer.save(
+        int(np.max(state.env_steps)),
+        state.replace(replay=None, demo=None),
+        extras={"buffers": buffers},
+        metadata=metadata,
+    )
 
 
 def _restore_teachers(checkpointer, template: LoopState, with_replay: bool = True) -> LoopState:
@@ -119,8 +133,9 @@ def _restore_teachers(checkpointer, template: LoopState, with_replay: bool = Tru
     return core.replace(replay=replay, demo=None)
 
 
-def train_teacher_stage(config: RaptorConfig, stage: runs.Stage, dynamics: dict,
-                        log: Callable[[str], None]) -> tuple[Any, dict]:
+def train_teacher_stage(
+    config: RaptorConfig, stage: runs.Stage, dynamics: dict, log: Callable[[str], None]
+) -> tuple[Any, dict]:
     """Train (or resume) all teachers; returns their learner states (leading axis = teacher)."""
     tc = config.teacher
     env = teachers.make_teacher_env(config.teacher_task, tc.num_envs, tc.episode_length, tc.observation_size)
@@ -149,13 +164,15 @@ def train_teacher_stage(config: RaptorConfig, stage: runs.Stage, dynamics: dict,
             if p.iteration > 1 + start_steps // (tc.num_envs * tc.steps_per_iteration):
                 rates.append(steps_per_s)  # the first call of a process compiles
             record = {k: float(np.mean(v)) for k, v in m.items()}
-            record.update({
-                "train/episode_return_min": float(np.min(m["train/episode_return"])),
-                "train/episode_success_min": float(np.min(m["train/episode_success"])),
-                "env_steps_per_teacher": p.env_steps_per_teacher,
-                "env_steps_per_s": steps_per_s,
-                "wall_s": time.perf_counter() - t_start,
-            })
+            record.update(
+                {
+                    "train/episode_return_min": float(np.min(m["train/episode_return"])),
+                    "train/episode_success_min": float(np.min(m["train/episode_success"])),
+                    "env_steps_per_teacher": p.env_steps_per_teacher,
+                    "env_steps_per_s": steps_per_s,
+                    "wall_s": time.perf_counter() - t_start,
+                }
+            )
             sink.write(p.env_steps_per_teacher, record)
             bar.update(p.env_steps_per_teacher)
             bar.set_eval_return(record["train/episode_return"])
@@ -163,7 +180,9 @@ def train_teacher_stage(config: RaptorConfig, stage: runs.Stage, dynamics: dict,
                 _save_teachers(checkpointer, s, metadata)
 
         try:
-            state = teachers.train_teachers(state, env, sac_config, until_env_steps=tc.total_env_steps, callback=callback)
+            state = teachers.train_teachers(
+                state, env, sac_config, until_env_steps=tc.total_env_steps, callback=callback
+            )
             checkpointer.wait_until_finished()
         finally:
             bar.close()
@@ -184,8 +203,15 @@ def train_teacher_stage(config: RaptorConfig, stage: runs.Stage, dynamics: dict,
 
 # ---- stage 2/3: distillation -----------------------------------------------------------------------
 
-def distill_stage(config: RaptorConfig, stage: runs.Stage, recurrent: bool, teacher_states: Any, dynamics: dict,
-                  log: Callable[[str], None]) -> tuple[Any, dict]:
+
+def distill_stage(
+    config: RaptorConfig,
+    stage: runs.Stage,
+    recurrent: bool,
+    teacher_states: Any,
+    dynamics: dict,
+    log: Callable[[str], None],
+) -> tuple[Any, dict]:
     """Distil (or resume distilling) a student from the training teachers; returns its params."""
     dc = dataclasses.replace(config.distill, recurrent=recurrent)
     task_envs = tuple(teachers.make_task_env(t, dc.episode_length) for t in config.distill_tasks)
@@ -216,24 +242,36 @@ def distill_stage(config: RaptorConfig, stage: runs.Stage, recurrent: bool, teac
         offsets = None
         if dc.position_correction:
             offsets = learner.steady_state_offsets(
-                teachers.make_task_env("hover", dc.episode_length), teacher_states, dynamics,
-                jax.random.fold_in(jax.random.PRNGKey(config.seed), 4), length=dc.episode_length)
-            log(f"{stage.name}: teachers' steady-state offsets, mean |x|,|y|,|z| (m):"
-                f" {np.round(np.mean(np.abs(np.asarray(offsets)), axis=0), 3).tolist()}")
+                teachers.make_task_env("hover", dc.episode_length),
+                teacher_states,
+                dynamics,
+                jax.random.fold_in(jax.random.PRNGKey(config.seed), 4),
+                length=dc.episode_length,
+            )
+            log(
+                f"{stage.name}: teachers' steady-state offsets, mean |x|,|y|,|z| (m):"
+                f" {np.round(np.mean(np.abs(np.asarray(offsets)), axis=0), 3).tolist()}"
+            )
         try:
-            state = learner.distill_multi(state, task_envs, dc, teacher_states, dynamics, callback=callback,
-                                          position_offsets=offsets)
+            state = learner.distill_multi(
+                state, task_envs, dc, teacher_states, dynamics, callback=callback, position_offsets=offsets
+            )
             checkpointer.wait_until_finished()
         finally:
             bar.close()
             sink.close()
-    summary = {"epochs": int(state.epoch), "final": last, "seconds": time.perf_counter() - t_start,
-               "parameters": int(sum(np.size(x) for x in jax.tree.leaves(state.params)))}
+    summary = {
+        "epochs": int(state.epoch),
+        "final": last,
+        "seconds": time.perf_counter() - t_start,
+        "parameters": int(sum(np.size(x) for x in jax.tree.leaves(state.params))),
+    }
     stage.finish(summary)
     return state.params, summary
 
 
 # ---- stage 4: evaluation ---------------------------------------------------------------------------
+
 
 def evaluate_stage(config: RaptorConfig, stage: runs.Stage, oracle: Any, dynamics: dict, students: dict) -> dict:
     """Held-out evaluation of student, oracle teachers and ablation on hover and track."""
@@ -241,8 +279,11 @@ def evaluate_stage(config: RaptorConfig, stage: runs.Stage, oracle: Any, dynamic
         return stage.summary()
     ec = config.eval
     results, trajectories, wide = {}, {}, {}
-    wide_dynamics = (evaluate.sample_quadrotors(config.seed, evaluate.WIDE_STREAM, ec.wide_quadrotors)
-                     if ec.wide_quadrotors else None)
+    wide_dynamics = (
+        evaluate.sample_quadrotors(config.seed, evaluate.WIDE_STREAM, ec.wide_quadrotors)
+        if ec.wide_quadrotors
+        else None
+    )
     for i, task in enumerate(("hover", "track")):
         env = teachers.make_task_env(task, ec.episode_length)
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 100 + i)
@@ -251,8 +292,9 @@ def evaluate_stage(config: RaptorConfig, stage: runs.Stage, oracle: Any, dynamic
             wide_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 200 + i)
             wide[task] = evaluate.evaluate_students(env, ec, wide_dynamics, students, wide_key)
     png = os.path.join(stage.workdir, "tracking.png")
-    evaluate.plot_tracking(trajectories["track"], png, ec.plot_quadrotors,
-                           policies=("student", "teacher", "feedforward"))
+    evaluate.plot_tracking(
+        trajectories["track"], png, ec.plot_quadrotors, policies=("student", "teacher", "feedforward")
+    )
     summary = {"results": results, "wide": wide, "plot": png}
     runs.write_json(os.path.join(stage.workdir, "results.json"), summary)
     stage.finish(summary)
@@ -261,11 +303,15 @@ def evaluate_stage(config: RaptorConfig, stage: runs.Stage, oracle: Any, dynamic
 
 # ---- the pipeline ----------------------------------------------------------------------------------
 
+
 def headline_eval(summary: dict) -> dict:
     """The GRU student's hover figures of an evaluation summary: the wide held-out set when there is one."""
     figures = (summary.get("wide") or summary["results"])["hover"]["student"]
-    return {"eval/return": figures.get("return"), "eval/success": figures["success"],
-            "eval/position_error": figures["position_error"]}
+    return {
+        "eval/return": figures.get("return"),
+        "eval/success": figures["success"],
+        "eval/position_error": figures["position_error"],
+    }
 
 
 def run(config: RaptorConfig, *, log: Callable[[str], None] = print) -> RaptorResult:
@@ -279,7 +325,8 @@ def run(config: RaptorConfig, *, log: Callable[[str], None] = print) -> RaptorRe
 
         t = time.perf_counter()
         all_teachers, teacher_summary = train_teacher_stage(
-            config, stage["teachers"], _concat(train_dyn, held_dyn), log)
+            config, stage["teachers"], _concat(train_dyn, held_dyn), log
+        )
         train_teachers, oracle_teachers = _split(all_teachers, n)
         seconds["teachers"] = time.perf_counter() - t
         log(f"teachers: {teacher_summary}")
@@ -322,12 +369,23 @@ def run(config: RaptorConfig, *, log: Callable[[str], None] = print) -> RaptorRe
         wide = summary.get("wide") or {}
         table = evaluate.results_table(summary["results"])
         if wide:
-            table += ("\n\nStudents alone on the wider held-out set"
-                      f" ({config.eval.wide_quadrotors} quadrotors x {config.eval.episodes_per_quadrotor} episodes):\n"
-                      + evaluate.results_table(wide))
-        return RaptorResult(summary["results"], wide, seconds, skipped, pipeline.workdir, rate, table,
-                            final_return=headline["eval/return"], final_success=headline["eval/success"],
-                            wall_s=pipeline.elapsed())
+            table += (
+                "\n\nStudents alone on the wider held-out set"
+                f" ({config.eval.wide_quadrotors} quadrotors x {config.eval.episodes_per_quadrotor} episodes):\n"
+                + evaluate.results_table(wide)
+            )
+        return RaptorResult(
+            summary["results"],
+            wide,
+            seconds,
+            skipped,
+            pipeline.workdir,
+            rate,
+            table,
+            final_return=headline["eval/return"],
+            final_success=headline["eval/success"],
+            wall_s=pipeline.elapsed(),
+        )
 
 
 def _jsonable(value: Any) -> Any:

@@ -134,9 +134,7 @@ class TrainConfig:
 
 
 # Tuned on gymnasium's InvertedPendulum-v5 (benchmarks/sac.py --parts=gym).
-HOST_SAC_DEFAULTS = SACConfig(
-    actor_hidden_dims=(64, 64), critic_hidden_dims=(64, 64), utd_ratio=2, batch_size=128
-)
+HOST_SAC_DEFAULTS = SACConfig(actor_hidden_dims=(64, 64), critic_hidden_dims=(64, 64), utd_ratio=2, batch_size=128)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +166,17 @@ class HostTrainConfig:
     def __post_init__(self):
         check_non_negative_int(self, "seed")
         check_positive_int(
-            self, "total_env_steps", "replay_capacity", "demo_capacity", "publish_interval", "max_actor_lead",
-            "eval_interval", "eval_episodes", "eval_max_steps", "checkpoint_interval", "checkpoints_to_keep",
+            self,
+            "total_env_steps",
+            "replay_capacity",
+            "demo_capacity",
+            "publish_interval",
+            "max_actor_lead",
+            "eval_interval",
+            "eval_episodes",
+            "eval_max_steps",
+            "checkpoint_interval",
+            "checkpoints_to_keep",
             "log_interval",
         )
         check_int(self, "learning_starts", minimum=0, expected=">= 0")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -194,8 +195,11 @@ def export_sac(
     if source.path is not None:
         from robojax.deploy.artifact import sha256_tree
 
-        src = {"path": source.path, "items": list(source.hash_include) if source.hash_include else None,
-               **sha256_tree(source.path, source.hash_include)}
+        src = {
+            "path": source.path,
+            "items": list(source.hash_include) if source.hash_include else None,
+            **sha256_tree(source.path, source.hash_include),
+        }
     return export_policy(
         make_policy(source, deterministic=deterministic),
         out_dir,

@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -211,8 +211,11 @@ class _HostLoop:
         }
 
     def _core(self) -> dict:
-        return {"learner": self.state, "counters": self._counters(),
-                "keys": {"actor": self.actor_key, "update": self.update_key}}
+        return {
+            "learner": self.state,
+            "counters": self._counters(),
+            "keys": {"actor": self.actor_key, "update": self.update_key},
+        }
 
     def save(self) -> None:
         extras = {"buffers": {"replay": self.replay, "demo": self.demo}} if self.config.checkpoint_replay else None
@@ -229,8 +232,10 @@ class _HostLoop:
         buffers = extras.get("buffers")
         checkpointer = self.run_.checkpointer
         if buffers is None:
-            absl_logging.warning("checkpoint %s has no replay buffers: resuming with empty ones",
-                                 checkpointer.step_path(checkpointer.latest_step()))
+            absl_logging.warning(
+                "checkpoint %s has no replay buffers: resuming with empty ones",
+                checkpointer.step_path(checkpointer.latest_step()),
+            )
         else:
             self.replay, self.demo = buffers["replay"], buffers["demo"]
         absl_logging.info("resumed at env step %d from %s", self.env_steps, checkpointer.directory)
@@ -252,8 +257,9 @@ class _HostLoop:
             steps = self.env_steps  # the actor's own count, ahead of the learner's by the queue
             while steps < config.total_env_steps and not shared.stop.is_set():
                 # Keep the collecting policy fresh: wait while too far ahead of the updates.
-                while (steps - config.learning_starts - shared.updates > config.max_actor_lead
-                       and not shared.stop.is_set()):
+                while (
+                    steps - config.learning_starts - shared.updates > config.max_actor_lead and not shared.stop.is_set()
+                ):
                     time.sleep(0.0005)
                 obs = np.asarray(env_state.obs, np.float32)
                 if steps < config.learning_starts or shared.policy is None:
@@ -272,18 +278,20 @@ class _HostLoop:
                         intervened = True
                 env_state = env.step(env_state, action)
                 info = env_state.info
-                shared.queue.put((
-                    Transition(
-                        obs=obs,
-                        action=action,
-                        reward=np.float32(env_state.reward),
-                        next_obs=np.asarray(info["final_obs"], np.float32),
-                        terminated=np.bool_(env_state.terminated),
-                        truncated=np.bool_(env_state.truncated),
-                        intervention=np.bool_(intervened),
-                    ),
-                    float(info["episode_return"]) if bool(info.get("episode_done", False)) else None,
-                ))
+                shared.queue.put(
+                    (
+                        Transition(
+                            obs=obs,
+                            action=action,
+                            reward=np.float32(env_state.reward),
+                            next_obs=np.asarray(info["final_obs"], np.float32),
+                            terminated=np.bool_(env_state.terminated),
+                            truncated=np.bool_(env_state.truncated),
+                            intervention=np.bool_(intervened),
+                        ),
+                        float(info["episode_return"]) if bool(info.get("episode_done", False)) else None,
+                    )
+                )
                 steps += 1
         except BaseException as e:  # noqa: BLE001 - reported to the caller by the main thread
             shared.fail("actor", e)
@@ -332,7 +340,11 @@ class _HostLoop:
             self.save()  # the buffers hold every transition counted so far (the queue was just drained)
 
     def target_updates(self) -> int:
-        return max(0, self.env_steps - self.config.learning_starts + 1) if self.env_steps >= self.config.learning_starts else 0
+        return (
+            max(0, self.env_steps - self.config.learning_starts + 1)
+            if self.env_steps >= self.config.learning_starts
+            else 0
+        )
 
     def learner_loop(self) -> None:
         shared, config = self.shared, self.config
@@ -369,8 +381,14 @@ class _HostLoop:
         """The deterministic policy on the evaluation env (`evaluation.evaluate_host`), logged."""
         config = self.config
         params = jax.device_put((self.state.actor_params, self.state.obs_normalizer), _cpu())
-        out = evaluate_host(self.build_eval_policy, params, self.eval_env, episodes=config.eval_episodes,
-                            max_steps=config.eval_max_steps, seed=[config.seed, 1, self.env_steps])
+        out = evaluate_host(
+            self.build_eval_policy,
+            params,
+            self.eval_env,
+            episodes=config.eval_episodes,
+            max_steps=config.eval_max_steps,
+            seed=[config.seed, 1, self.env_steps],
+        )
         record = {
             "eval/return": float(np.mean(out["return"])),
             "eval/return_std": float(np.std(out["return"])),

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

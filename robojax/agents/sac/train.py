@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -154,9 +154,7 @@ def make_iteration(env: Env, config: TrainConfig) -> Callable[[LoopState], tuple
             return learner.update(learner_state, batches)
 
         learning = env_steps >= config.learning_starts
-        learner_state, metrics = jax.lax.cond(
-            learning, train_step, lambda s: (s, zero_metrics), learner_state
-        )
+        learner_state, metrics = jax.lax.cond(learning, train_step, lambda s: (s, zero_metrics), learner_state)
         info = next_env_state.info
         done = info["episode_done"].astype(jnp.float32)
         out = {
@@ -201,8 +199,12 @@ def make_evaluator(eval_env: Env) -> Callable[[learner.TrainState, jax.Array], d
     def evaluate(learner_state: learner.TrainState, key: jax.Array) -> dict:
         out = episodes(learner_state, key)
         returns = out["return"]
-        return {"eval/return": jnp.mean(returns), "eval/return_std": jnp.std(returns),
-                "eval/success": jnp.mean(out["success"].astype(jnp.float32)), "eval/returns": returns}
+        return {
+            "eval/return": jnp.mean(returns),
+            "eval/return_std": jnp.std(returns),
+            "eval/success": jnp.mean(out["success"].astype(jnp.float32)),
+            "eval/returns": returns,
+        }
 
     return evaluate
 

@@ -30,13 +30,23 @@ def write_point_dataset(path: str, num_episodes: int = 30, seed: int = 0, env: s
                 obs.append([x, goal])
                 acts.append([a])
                 x = x + POINT_STEP * a
-            writer.add_episode(np.asarray(obs, np.float32), np.asarray(acts, np.float32),
-                               success=bool(abs(x - goal) < 0.05))
+            writer.add_episode(
+                np.asarray(obs, np.float32), np.asarray(acts, np.float32), success=bool(abs(x - goal) < 0.05)
+            )
     return path
 
 
-def write_random_dataset(path: str, obs_dim: int, action_dim: int, *, env: str, num_episodes: int = 3,
-                         length: int = 12, discrete_dims=(), seed: int = 0) -> str:
+def write_random_dataset(
+    path: str,
+    obs_dim: int,
+    action_dim: int,
+    *,
+    env: str,
+    num_episodes: int = 3,
+    length: int = 12,
+    discrete_dims=(),
+    seed: int = 0,
+) -> str:
     """Random observations and actions with an env's shapes (for end-to-end plumbing tests)."""
     rng = np.random.default_rng(seed)
     obs_spec = ArraySpec((obs_dim,), np.float32, name="observation")

@@ -19,5 +19,10 @@ def test_defaults_are_the_benchmarked_settings():
 
 def test_chi_unet_preset():
     chi = DiffusionPolicyConfig.chi_unet()
-    assert (chi.denoiser, chi.down_dims, chi.learning_rate, chi.total_grad_steps) == ("unet", (64, 128, 256), 1e-4, 20_000)
+    assert (chi.denoiser, chi.down_dims, chi.learning_rate, chi.total_grad_steps) == (
+        "unet",
+        (64, 128, 256),
+        1e-4,
+        20_000,
+    )
     assert DiffusionPolicyConfig.chi_unet(batch_size=64).batch_size == 64

@@ -1,7 +1,5 @@
 """Diffusion Policy learner: a tiny MLP-denoiser policy learns to drive a 1-D point to its goal."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,13 +7,22 @@ import pytest
 
 from robojax.agents.diffusion_policy import learner, losses, receding_horizon
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig
-from robojax.agents.diffusion_policy.train import load_dataset, make_train_call, prepare_data, init_loop_state
+from robojax.agents.diffusion_policy.train import init_loop_state, load_dataset, make_train_call, prepare_data
 from robojax.policy import batch_policy
 from tests.agents.diffusion_policy.datasets import POINT_LENGTH, POINT_STEP, write_point_dataset
 
 TINY = dict(
-    denoiser="mlp", mlp_hidden_dims=(64, 64), diffusion_step_embed_dim=16, obs_horizon=1, action_horizon=2,
-    pred_horizon=4, num_train_timesteps=20, learning_rate=3e-3, warmup_steps=20, batch_size=64, ema_power=0.75,
+    denoiser="mlp",
+    mlp_hidden_dims=(64, 64),
+    diffusion_step_embed_dim=16,
+    obs_horizon=1,
+    action_horizon=2,
+    pred_horizon=4,
+    num_train_timesteps=20,
+    learning_rate=3e-3,
+    warmup_steps=20,
+    batch_size=64,
+    ema_power=0.75,
 )
 
 
@@ -87,7 +94,7 @@ def test_update_is_jittable_and_tracks_ema_and_schedule(point):
     state2, m2 = update(state1, batch)
     assert 0.0 < float(m2["ema_decay"]) < 1.0 and float(m2["learning_rate"]) > 0.0
     assert int(state2.step) == 2
-    assert float(losses.ema_decay(jnp.asarray(10_000), 0.75, 0.9999)) == pytest.approx(1 - 10_001 ** -0.75)
+    assert float(losses.ema_decay(jnp.asarray(10_000), 0.75, 0.9999)) == pytest.approx(1 - 10_001**-0.75)
 
 
 def test_gripper_scale_puts_discrete_dims_in_a_tenth():
@@ -107,7 +114,8 @@ def test_single_env_policy_step_replans_every_action_steps(point):
     _, normalizers = prepare_data(point, config)
     state = learner.init(jax.random.PRNGKey(0), 2, 1, config, normalizers)
     policy = receding_horizon.policy_from_state(
-        state, InferenceConfig(inference="rti", ddim_steps=4, rti_start_step=2, rti_steps=2))
+        state, InferenceConfig(inference="rti", ddim_steps=4, rti_start_step=2, rti_steps=2)
+    )
     assert policy.extras["nfe"] == {"first_chunk": 4, "per_chunk": 2, "per_action": 1.0, "action_steps": 2}
     assert policy.extras["cold_timesteps"] == (15, 10, 5, 0) and policy.extras["warm_timesteps"] == (2, 0)
     step = jax.jit(policy.step)

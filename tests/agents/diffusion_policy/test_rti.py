@@ -65,7 +65,14 @@ def test_executed_gripper_commands_are_binary():
 
 @pytest.mark.parametrize(
     "start, steps, expected",
-    [(3, 3, (3, 1, 0)), (2, 3, (2, 1, 0)), (5, 4, (5, 3, 1, 0)), (7, 5, (7, 5, 3, 1, 0)), (3, 1, (3,)), (4, 4, (4, 2, 1, 0))],
+    [
+        (3, 3, (3, 1, 0)),
+        (2, 3, (2, 1, 0)),
+        (5, 4, (5, 3, 1, 0)),
+        (7, 5, (7, 5, 3, 1, 0)),
+        (3, 1, (3,)),
+        (4, 4, (4, 2, 1, 0)),
+    ],
 )
 def test_warm_start_timesteps_match_rti_dp_lists(start, steps, expected):
     got = rti.warm_start_timesteps(start, steps)

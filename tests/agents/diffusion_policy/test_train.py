@@ -1,6 +1,5 @@
 """Diffusion Policy training loop: checkpoints, exact resume, saved policies."""
 
-import os
 import shutil
 
 import jax
@@ -13,8 +12,17 @@ from robojax.checkpoint import CheckpointMismatchError
 from tests.agents.diffusion_policy.datasets import write_point_dataset
 
 POLICY = DiffusionPolicyConfig(
-    denoiser="mlp", mlp_hidden_dims=(32, 32), diffusion_step_embed_dim=16, obs_horizon=2, action_horizon=2,
-    pred_horizon=4, num_train_timesteps=20, warmup_steps=4, batch_size=16, total_grad_steps=20, learning_rate=1e-3,
+    denoiser="mlp",
+    mlp_hidden_dims=(32, 32),
+    diffusion_step_embed_dim=16,
+    obs_horizon=2,
+    action_horizon=2,
+    pred_horizon=4,
+    num_train_timesteps=20,
+    warmup_steps=4,
+    batch_size=16,
+    total_grad_steps=20,
+    learning_rate=1e-3,
 )
 
 
@@ -24,8 +32,17 @@ def dataset(tmp_path_factory):
 
 
 def config(dataset, workdir, **kw):
-    return TrainConfig(dataset=dataset, workdir=workdir, eval_env="none", updates_per_call=5, checkpoint_interval=10,
-                       progress_bar=False, policy=POLICY, inference=InferenceConfig(ddim_steps=4), **kw)
+    return TrainConfig(
+        dataset=dataset,
+        workdir=workdir,
+        eval_env="none",
+        updates_per_call=5,
+        checkpoint_interval=10,
+        progress_bar=False,
+        policy=POLICY,
+        inference=InferenceConfig(ddim_steps=4),
+        **kw,
+    )
 
 
 def leaves(tree):
@@ -64,8 +81,15 @@ def test_bad_runs_fail_clearly(dataset, tmp_path):
     dp_train.train(config(dataset, str(tmp_path / "run")))
     with pytest.raises(FileExistsError, match="resume"):
         dp_train.train(config(dataset, str(tmp_path / "run")))
-    other = TrainConfig(dataset=dataset, workdir=str(tmp_path / "run"), eval_env="none", updates_per_call=5,
-                        progress_bar=False, resume=True, policy=DiffusionPolicyConfig(**{**POLICY.__dict__, "batch_size": 8}))
+    other = TrainConfig(
+        dataset=dataset,
+        workdir=str(tmp_path / "run"),
+        eval_env="none",
+        updates_per_call=5,
+        progress_bar=False,
+        resume=True,
+        policy=DiffusionPolicyConfig(**{**POLICY.__dict__, "batch_size": 8}),
+    )
     with pytest.raises(CheckpointMismatchError, match="batch_size"):
         dp_train.train(other)
     with pytest.raises(Exception, match="dataset"):

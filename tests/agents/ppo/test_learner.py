@@ -36,9 +36,18 @@ def test_value_learns_the_truncation_bootstrap():
     # from the post-reset observation gives 5/3.
     env = make_probe("bootstrap_probe", 16)
     config = PPOConfig(
-        num_envs=16, unroll_length=4, num_minibatches=2, update_epochs=4, discount=0.5, learning_rate=1e-2,
-        anneal_lr=False, reward_scaling=1.0, normalize_observations=False, total_env_steps=16 * 4 * 60,
-        value_hidden_dims=(16,), policy_hidden_dims=(16,),
+        num_envs=16,
+        unroll_length=4,
+        num_minibatches=2,
+        update_epochs=4,
+        discount=0.5,
+        learning_rate=1e-2,
+        anneal_lr=False,
+        reward_scaling=1.0,
+        normalize_observations=False,
+        total_env_steps=16 * 4 * 60,
+        value_hidden_dims=(16,),
+        policy_hidden_dims=(16,),
     )
     state, _ = jax.jit(learner.make_train(env, config))(jax.random.PRNGKey(0))
     networks = learner.make_networks(config, env.action_spec)
@@ -94,7 +103,9 @@ def test_bc_init_drives_nll_down_and_reproduces_demo_actions(action_mode):
     cloned, metrics = bc(state, obs, actions)
     nll = np.asarray(metrics["bc/nll"])
     assert nll.shape == (600,) and nll[-50:].mean() < 0.5 * nll[:10].mean(), nll[[0, -1]]
-    predicted = learner.deterministic_action(config, env.action_spec, cloned.params["policy"], cloned.obs_normalizer, obs)
+    predicted = learner.deterministic_action(
+        config, env.action_spec, cloned.params["policy"], cloned.obs_normalizer, obs
+    )
     assert float(jnp.mean(jnp.abs(predicted - actions))) < 0.05
     assert _leaves_equal(cloned.params["value"], state.params["value"])
     assert _leaves_equal(cloned.opt_state, state.opt_state)
@@ -116,14 +127,21 @@ def test_std_clip_holds(log_std_mode):
     # A huge entropy bonus pushes the std up; World4RL's max_log_std = 0 keeps sigma <= 1.
     env = make_probe("reach_origin", SMALL.num_envs)
     config = dataclasses.replace(
-        SMALL, log_std_mode=log_std_mode, max_log_std=0.0, init_log_std=-0.1, entropy_coef=10.0,
-        total_env_steps=16 * 25 * 5, learning_rate=3e-2,
+        SMALL,
+        log_std_mode=log_std_mode,
+        max_log_std=0.0,
+        init_log_std=-0.1,
+        entropy_coef=10.0,
+        total_env_steps=16 * 25 * 5,
+        learning_rate=3e-2,
     )
     state, metrics = jax.jit(learner.make_train(env, config))(jax.random.PRNGKey(0))
     assert np.all(np.asarray(metrics["policy/std"]) <= 1.0 + 1e-6)
     assert float(metrics["policy/std"][-1]) > 0.99  # it did push against the bound
     networks = learner.make_networks(config, env.action_spec)
-    _, log_std = networks.policy.apply(state.params["policy"], 100.0 * jax.random.normal(jax.random.PRNGKey(1), (64, 1)))
+    _, log_std = networks.policy.apply(
+        state.params["policy"], 100.0 * jax.random.normal(jax.random.PRNGKey(1), (64, 1))
+    )
     assert float(jnp.max(log_std)) <= 0.0
 
 

@@ -56,8 +56,23 @@ int main(void) {{
 }}
 """)
     exe = tmp_path / "driver"
-    subprocess.run([CC, "-O2", "-std=c99", "-Wall", "-Werror", "-Wno-unused-variable", str(driver),
-                    str(paths["source"]), "-lm", "-o", str(exe)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            CC,
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Werror",
+            "-Wno-unused-variable",
+            str(driver),
+            str(paths["source"]),
+            "-lm",
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+    )
     c_actions = np.loadtxt(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines())
     jax_actions, _ = S.student_sequence(params, obs)
     assert np.max(np.abs(np.asarray(jax_actions))) > 0.3  # outputs are not all saturated or zero

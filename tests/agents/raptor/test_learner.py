@@ -1,14 +1,13 @@
 """Distillation: BPTT imitation of a fixed teacher drops the loss; masked steps do not count."""
 
-import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from robojax.agents.raptor import learner, networks
-from robojax.agents.raptor.losses import imitation_loss
 from robojax.agents.raptor.config import DistillConfig
+from robojax.agents.raptor.losses import imitation_loss
 
 
 def _linear_teacher_episodes(key, episodes=64, length=40):
@@ -23,8 +22,9 @@ def _linear_teacher_episodes(key, episodes=64, length=40):
 
 def _episodes(obs, label, valid):
     zeros3 = jnp.zeros(obs.shape[:2] + (3,))
-    return learner.Episodes(obs, label, label, valid, jnp.zeros(obs.shape[:1], bool), zeros3, zeros3,
-                            jnp.zeros(obs.shape[:2]))
+    return learner.Episodes(
+        obs, label, label, valid, jnp.zeros(obs.shape[:1], bool), zeros3, zeros3, jnp.zeros(obs.shape[:2])
+    )
 
 
 def test_student_learns_a_linear_teacher():
@@ -71,8 +71,9 @@ def test_crash_causes_name_the_bound_each_crash_came_closest_to():
 
     from robojax.agents.raptor import evaluate
 
-    env = SimpleNamespace(unwrapped=SimpleNamespace(position_threshold_arms=20.0, velocity_threshold=2.0,
-                                                    angular_velocity_threshold=35.0))
+    env = SimpleNamespace(
+        unwrapped=SimpleNamespace(position_threshold_arms=20.0, velocity_threshold=2.0, angular_velocity_threshold=35.0)
+    )
     obs = np.zeros((1, 4, 3, 22), np.float32)
     valid = np.ones((1, 4, 3), bool)
     valid[0, :3, 2] = False  # episodes 0-2 crash after step 1 (last valid observation: index 1)
@@ -83,9 +84,21 @@ def test_crash_causes_name_the_bound_each_crash_came_closest_to():
     obs[0, 3, 2, 12] = 5.0  # not crashed: not counted
     crashed = np.array([[True, True, True, False]])
     zeros = np.zeros((1, 4, 3, 3), np.float32)
-    episodes = learner.Episodes(jnp.asarray(obs), None, None, jnp.asarray(valid), jnp.asarray(crashed),
-                                jnp.asarray(zeros), jnp.asarray(zeros), None)
-    assert evaluate.crash_causes(episodes, jnp.array([0.1]), env) == {"position": 1, "velocity": 1, "angular_velocity": 1}
+    episodes = learner.Episodes(
+        jnp.asarray(obs),
+        None,
+        None,
+        jnp.asarray(valid),
+        jnp.asarray(crashed),
+        jnp.asarray(zeros),
+        jnp.asarray(zeros),
+        None,
+    )
+    assert evaluate.crash_causes(episodes, jnp.array([0.1]), env) == {
+        "position": 1,
+        "velocity": 1,
+        "angular_velocity": 1,
+    }
     position = np.zeros((1, 4, 3, 3), np.float32)
     position[0, 3, :, 2] = -0.25  # the one surviving episode sits 0.25 m low
     episodes = episodes._replace(position=jnp.asarray(position))

@@ -1,12 +1,11 @@
 """Teachers: SAC vmapped over quadrotors is the SAC iteration per teacher, each on its own quadrotor."""
 
-import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from envs import quadrotor
 from robojax.agents.raptor import teachers
 from robojax.agents.raptor.config import TeacherConfig
@@ -14,7 +13,11 @@ from robojax.agents.sac.config import SACConfig
 from robojax.agents.sac.train import init_loop_state, make_iteration
 
 CONFIG = TeacherConfig(
-    num_envs=2, total_env_steps=60, learning_starts=10, steps_per_iteration=10, episode_length=20,
+    num_envs=2,
+    total_env_steps=60,
+    learning_starts=10,
+    steps_per_iteration=10,
+    episode_length=20,
     sac=SACConfig(actor_hidden_dims=(16,), critic_hidden_dims=(16,), critic_ensemble_size=2, batch_size=8),
 )
 
@@ -42,8 +45,9 @@ def test_teacher_env_observes_the_privileged_observation(setup):
 def test_teachers_see_the_prefix_their_config_names_and_are_labelled_with_it(privileged, disturbance, size):
     """The observation options pick a prefix of info["teacher_obs"]; labelling reads the teacher's own
     input size back from its learner, so any teacher is fed what it was trained on."""
-    config = TeacherConfig(num_envs=2, episode_length=20, privileged=privileged, observe_disturbance=disturbance,
-                           sac=CONFIG.sac)
+    config = TeacherConfig(
+        num_envs=2, episode_length=20, privileged=privileged, observe_disturbance=disturbance, sac=CONFIG.sac
+    )
     assert config.observation_size == size
     env = teachers.make_teacher_env("hover", 2, 20, size)
     state = env.reset(jax.random.PRNGKey(0))
@@ -56,8 +60,11 @@ def test_teachers_see_the_prefix_their_config_names_and_are_labelled_with_it(pri
     learners = teachers.init_teachers(jax.random.PRNGKey(2), env, sac_config, dynamics).learner
     full = jax.random.normal(jax.random.PRNGKey(3), (2, quadrotor.TEACHER_OBS_SIZE))
     from robojax.agents.sac import learner as sac_learner
-    np.testing.assert_array_equal(jax.vmap(teachers.teacher_action)(learners, full),
-                                  jax.vmap(sac_learner.act_deterministic)(learners, full[..., :size]))
+
+    np.testing.assert_array_equal(
+        jax.vmap(teachers.teacher_action)(learners, full),
+        jax.vmap(sac_learner.act_deterministic)(learners, full[..., :size]),
+    )
 
 
 def test_observing_the_disturbance_needs_the_privileged_observation():
@@ -72,7 +79,10 @@ def test_each_teacher_flies_its_own_quadrotor_through_resets(setup):
     state = teachers.init_teachers(jax.random.PRNGKey(2), env, sac_config, dynamics)
     finished = []
     state = teachers.train_teachers(  # 40 steps per env: past at least one episode end (20 steps) per env
-        state, env, sac_config, until_env_steps=80,
+        state,
+        env,
+        sac_config,
+        until_env_steps=80,
         callback=lambda s, p: finished.append(np.asarray(p.metrics["train/episodes"])),
     )
     assert np.all(np.sum(finished, axis=0) >= CONFIG.num_envs)  # every teacher's envs were reset
@@ -84,7 +94,9 @@ def test_each_teacher_flies_its_own_quadrotor_through_resets(setup):
     # Different quadrotors and keys: the teachers learn different parameters.
     actor = jax.tree.leaves(state.learner.actor_params)
     assert all(not np.allclose(leaf[0], leaf[1]) for leaf in actor)
-    assert int(np.min(state.env_steps)) >= 80 and np.all(np.isfinite(np.concatenate([x.ravel() for x in _leaves(actor)])))
+    assert int(np.min(state.env_steps)) >= 80 and np.all(
+        np.isfinite(np.concatenate([x.ravel() for x in _leaves(actor)]))
+    )
 
 
 def test_a_vmapped_teacher_equals_the_sac_iteration(setup):
@@ -133,15 +145,18 @@ def test_position_correction_shifts_only_the_students_position_input(setup):
     offsets = jnp.array([[0.1, -0.2, 0.3], [0.0, 0.05, -0.4]], jnp.float32)
     run = jax.jit(lambda o: learner.collect(task_env, 30, 2, student, params, state.learner, dynamics, key, True, o))
     plain, shifted = run(jnp.zeros_like(offsets)), run(offsets)
-    np.testing.assert_allclose(np.asarray(plain.obs[..., :3] - shifted.obs[..., :3]),
-                               np.broadcast_to(np.asarray(offsets)[:, None, None, :], plain.obs[..., :3].shape),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(plain.obs[..., :3] - shifted.obs[..., :3]),
+        np.broadcast_to(np.asarray(offsets)[:, None, None, :], plain.obs[..., :3].shape),
+        atol=1e-6,
+    )
     np.testing.assert_array_equal(np.asarray(plain.obs[..., 3:]), np.asarray(shifted.obs[..., 3:]))
     for name in ("label", "action", "position", "valid"):
         np.testing.assert_array_equal(np.asarray(getattr(plain, name)), np.asarray(getattr(shifted, name)))
 
-    measured = learner.steady_state_offsets(task_env, state.learner, dynamics, key, length=30,
-                                            episodes_per_quadrotor=2, tail=10)
+    measured = learner.steady_state_offsets(
+        task_env, state.learner, dynamics, key, length=30, episodes_per_quadrotor=2, tail=10
+    )
     ok = ~np.asarray(plain.crashed)
     tail = np.asarray(plain.position - plain.reference)[..., -10:, :].mean(axis=-2)
     expected = np.stack([tail[q][ok[q]].mean(0) if ok[q].any() else np.zeros(3) for q in range(2)])
@@ -162,8 +177,9 @@ def test_evaluation_flies_the_episodes_of_the_distillation_rollout(setup):
     params = student.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(7)
     for teacher_acts in (True, False):
-        ref = jax.jit(lambda k: learner.collect(task_env, 30, 3, student, params, state.learner, dynamics, k,
-                                                teacher_acts))(key)
+        ref = jax.jit(
+            lambda k: learner.collect(task_env, 30, 3, student, params, state.learner, dynamics, k, teacher_acts)
+        )(key)
         policy = None if teacher_acts else networks.student_policy(student, params)
         out, got = evaluate.fly(task_env, 30, 3, dynamics, policy, state.learner, key)
         assert got.obs.shape == ref.obs.shape == (2, 3, 30, 22)

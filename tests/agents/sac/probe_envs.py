@@ -101,7 +101,7 @@ PROBES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_probe(name: str, num_envs: int) -> Env:
     """The batched, autoresetting stack `envs.make` builds, around a probe env (one object per
     name and size, so that runs in one test module share compiled functions)."""

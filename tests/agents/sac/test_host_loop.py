@@ -9,8 +9,7 @@ import pytest
 
 from robojax import checkpoint as ckpt
 from robojax.agents.sac import host_loop
-from robojax.agents.sac.config import SACConfig
-from robojax.agents.sac.config import HostTrainConfig
+from robojax.agents.sac.config import HostTrainConfig, SACConfig
 from robojax.agents.sac.host_loop import HostLoopError
 from robojax.agents.sac.interventions import KeyboardIntervention, ScriptedIntervention, SpaceMouseIntervention
 from robojax.data import replay
@@ -52,10 +51,21 @@ class TargetProbe(HostEnv):
         return ArraySpec((1,), np.float32, -np.ones(1, np.float32), np.ones(1, np.float32))
 
     def _state(self, obs, reward, truncated, final_obs, done):
-        info = {"final_obs": final_obs, "episode_done": np.bool_(done), "episode_return": np.float32(self._return),
-                "episode_success": np.bool_(False), "success": np.bool_(False)}
-        return EnvState(physics=None, obs=obs, reward=np.float32(reward), terminated=np.bool_(False),
-                        truncated=np.bool_(truncated), info=info)
+        info = {
+            "final_obs": final_obs,
+            "episode_done": np.bool_(done),
+            "episode_return": np.float32(self._return),
+            "episode_success": np.bool_(False),
+            "success": np.bool_(False),
+        }
+        return EnvState(
+            physics=None,
+            obs=obs,
+            reward=np.float32(reward),
+            terminated=np.bool_(False),
+            truncated=np.bool_(truncated),
+            info=info,
+        )
 
     def _target(self):
         return self.rng.uniform(-1, 1, 1).astype(np.float32)
@@ -84,8 +94,17 @@ class TargetProbe(HostEnv):
 
 
 def _config(**kw):
-    base = dict(env="target_probe", total_env_steps=1500, learning_starts=200, eval_interval=10_000,
-                eval_episodes=5, log_interval=500, progress_bar=False, checkpoint_interval=10_000, sac=TINY)
+    base = dict(
+        env="target_probe",
+        total_env_steps=1500,
+        learning_starts=200,
+        eval_interval=10_000,
+        eval_episodes=5,
+        log_interval=500,
+        progress_bar=False,
+        checkpoint_interval=10_000,
+        sac=TINY,
+    )
     return HostTrainConfig(**{**base, **kw})
 
 
@@ -145,8 +164,10 @@ def test_resume_loses_no_transition(tmp_path):
     workdir = str(tmp_path / "run")
     # The env fails after 450 steps: the learner drains the queue and checkpoints what it stored.
     with pytest.raises(HostLoopError, match="checkpoint saved"):
-        host_loop.train(_config(total_env_steps=900, checkpoint_interval=250, workdir=workdir),
-                        env_factory=lambda: TargetProbe(fail_at=451))
+        host_loop.train(
+            _config(total_env_steps=900, checkpoint_interval=250, workdir=workdir),
+            env_factory=lambda: TargetProbe(fail_at=451),
+        )
     directory = f"{workdir}/checkpoints"
     with ckpt.Checkpointer(directory, create=False) as cp:
         latest = cp.latest_step()
@@ -156,8 +177,9 @@ def test_resume_loses_no_transition(tmp_path):
     assert int(saved_state["counters"]["env_steps"]) == 450
     assert int(saved_buffers["replay"]["size"]) == 450
 
-    result = host_loop.train(_config(total_env_steps=900, checkpoint_interval=250, workdir=workdir, resume=True),
-                             env_factory=TargetProbe)
+    result = host_loop.train(
+        _config(total_env_steps=900, checkpoint_interval=250, workdir=workdir, resume=True), env_factory=TargetProbe
+    )
     assert result.steps == 900 and int(result.replay.size) == 900
     stored = replay.contents(result.replay)
     np.testing.assert_array_equal(stored.obs[:450], saved_buffers["replay"]["data"]["obs"][:450])
