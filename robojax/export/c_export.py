@@ -395,6 +395,56 @@ def compile_selftest(
     return binary
 
 
+def run_sequence(
+    out_dir: str | os.PathLike, name: str, obs: np.ndarray, action_size: int, cc: str | None = None
+) -> np.ndarray:
+    """Compile a driver that feeds `obs` [T, obs_size] through the exported `<name>` policy from a
+    reset and prints every action; returns the C actions [T, action_size] (an independent parity
+    check on observations the header does not contain)."""
+    cc = cc or find_c_compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found; install gcc or clang, or set $CC")
+    obs = np.asarray(obs, np.float32)
+    out = Path(out_dir)
+    rows = ",\n".join("{" + ", ".join(_c_float(v) for v in o) + "}" for o in obs)
+    driver = out / f"{name}_sequence.c"
+    driver.write_text(f"""#include <stdio.h>
+#include "{name}.h"
+static const float seq[{obs.shape[0]}][{obs.shape[1]}] = {{ {rows} }};
+int main(void) {{
+    {name}_state s; float a[{action_size}]; int t, j;
+    {name}_reset(&s);
+    for (t = 0; t < {obs.shape[0]}; ++t) {{
+        {name}_step(&s, seq[t], a);
+        for (j = 0; j < {action_size}; ++j) printf("%.9g ", (double)a[j]);
+        printf("\\n");
+    }}
+    return 0;
+}}
+""")
+    exe = out / f"{name}_sequence"
+    cmd = [
+        cc,
+        "-O2",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-pedantic",
+        "-Werror",
+        "-Wno-unused-variable",
+        str(driver),
+        str(out / f"{name}.c"),
+        "-lm",
+        "-o",
+        str(exe),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C compile failed ({' '.join(cmd)}):\n{proc.stderr}")
+    printed = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    return np.loadtxt(printed, ndmin=2)
+
+
 def run_selftest(binary: str | os.PathLike, timing_steps: int = 1_000_000) -> dict:
     """Run the self-test binary; returns {passed, max_abs_error, ns_per_step (wall),
     cpu_ns_per_step (process CPU time, less sensitive to a busy machine), timing_steps}."""

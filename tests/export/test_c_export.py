@@ -1,7 +1,5 @@
 """Generic C export: a plain flax MLP policy compiles with the system C compiler and matches JAX."""
 
-import subprocess
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,43 +38,7 @@ def test_mlp_policy_exports_to_c_and_matches_jax(tmp_path):
 
     # Independent check on observations the header does not contain.
     fresh = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (16, 10)), np.float32) * 2.0
-    rows = ",\n".join("{" + ", ".join(f"{v:.9g}f" for v in o) + "}" for o in fresh)
-    driver = tmp_path / "driver.c"
-    driver.write_text(f"""#include <stdio.h>
-#include "mlp_policy.h"
-static const float seq[16][10] = {{ {rows} }};
-int main(void) {{
-    mlp_policy_state s; float a[3]; int t, j;
-    mlp_policy_reset(&s);
-    for (t = 0; t < 16; ++t) {{
-        mlp_policy_step(&s, seq[t], a);
-        for (j = 0; j < 3; ++j) printf("%.9g ", (double)a[j]);
-        printf("\\n");
-    }}
-    return 0;
-}}
-""")
-    exe = tmp_path / "driver"
-    subprocess.run(
-        [
-            CC,
-            "-O2",
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-pedantic",
-            "-Werror",
-            "-Wno-unused-variable",
-            str(driver),
-            str(paths["source"]),
-            "-lm",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    c_actions = np.loadtxt(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines())
+    c_actions = c_export.run_sequence(tmp_path, "mlp_policy", fresh, 3, cc=CC)
     want = np.asarray(act(params, fresh))
     assert np.max(np.abs(want)) > 0.3 and np.min(np.abs(want)) < 0.99  # neither all zero nor saturated
     np.testing.assert_allclose(c_actions, want, atol=1e-5)

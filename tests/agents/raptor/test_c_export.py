@@ -1,7 +1,5 @@
 """C export of the RAPTOR student: compiles with the system C compiler and matches JAX to 1e-5."""
 
-import subprocess
-
 import jax
 import numpy as np
 import pytest
@@ -39,41 +37,7 @@ def test_c_student_matches_jax_over_a_sequence(tmp_path):
     # Independent check of the C outputs against the JAX student (not only the stored reference):
     # a driver that feeds a different observation sequence and prints every action.
     obs = np.asarray(jax.random.normal(jax.random.PRNGKey(9), (40, 22)), np.float32) * 2.0
-    rows = ",\n".join("{" + ", ".join(f"{v:.9g}f" for v in o) + "}" for o in obs)
-    driver = tmp_path / "driver.c"
-    driver.write_text(f"""#include <stdio.h>
-#include "raptor_student.h"
-static const float seq[40][22] = {{ {rows} }};
-int main(void) {{
-    raptor_student_state s; float a[4]; int t, j;
-    raptor_student_reset(&s);
-    for (t = 0; t < 40; ++t) {{
-        raptor_student_step(&s, seq[t], a);
-        for (j = 0; j < 4; ++j) printf("%.9g ", (double)a[j]);
-        printf("\\n");
-    }}
-    return 0;
-}}
-""")
-    exe = tmp_path / "driver"
-    subprocess.run(
-        [
-            CC,
-            "-O2",
-            "-std=c99",
-            "-Wall",
-            "-Werror",
-            "-Wno-unused-variable",
-            str(driver),
-            str(paths["source"]),
-            "-lm",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    c_actions = np.loadtxt(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines())
+    c_actions = c_export.run_sequence(tmp_path, "raptor_student", obs, 4, cc=CC)
     jax_actions, _ = S.student_sequence(params, obs)
     assert np.max(np.abs(np.asarray(jax_actions))) > 0.3  # outputs are not all saturated or zero
     np.testing.assert_allclose(c_actions, np.asarray(jax_actions), atol=1e-5)
