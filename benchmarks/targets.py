@@ -139,19 +139,39 @@ def record_targets(stem: str, targets_fn) -> dict:
     return block
 
 
-def benchmark_targets(module: str):
-    """`benchmarks.<module>.targets`, importable beside other benchmarks in one process.
+def drop_script_flags() -> None:
+    """Unregister every absl flag an `experiments.*` or `benchmarks.*` module defined.
 
-    Each script defines its absl flags when imported, and absl refuses a flag name (`--out`,
-    `--seeds`, ...) defined by a second module; only the pure targets() is needed here, so the
-    flags the import defined are dropped again.
+    Each experiment and benchmark script defines its flags when imported, into absl's one global
+    FLAGS, and absl refuses a name (`--out`, `--seed`, `--task`, ...) that a second module already
+    defined. Each script runs alone as a CLI, so that is right for them; a process that imports
+    several (pytest, or `python -m benchmarks.targets`) calls this before importing the next one.
     """
     from absl import flags
 
-    before = set(flags.FLAGS)
-    mod = importlib.import_module(f"benchmarks.{module}")
-    for name in set(flags.FLAGS) - before:
-        delattr(flags.FLAGS, name)
+    # Copy first: deleting a flag also removes it from these live per-module lists.
+    taken = {
+        flag.name
+        for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+        if module.startswith(("experiments.", "benchmarks."))
+        for flag in list(module_flags)
+    }
+    for name in taken:
+        if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)
+
+
+def benchmark_targets(module: str):
+    """`benchmarks.<module>.targets`, importable beside other benchmarks and experiments in one process.
+
+    Only the pure targets() is needed here, so the script flags already registered are dropped
+    before the import (else its flag definitions collide with theirs) and its own ones after it.
+    """
+    drop_script_flags()
+    try:
+        mod = importlib.import_module(f"benchmarks.{module}")
+    finally:
+        drop_script_flags()
     return mod.targets
 
 

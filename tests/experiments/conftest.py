@@ -1,7 +1,7 @@
 """Experiment modules define absl flags on import into the one global FLAGS, and several define the
 same names (`--seed`, `--env`, ...). Each CLI runs alone, so that is right for them, but pytest
-imports them all into one process. `load_experiment` drops every flag an `experiments.*` module
-registered, then (re)imports the wanted module, so its own flags, with its own defaults, are the
+imports them all into one process. `load_experiment` drops every flag an `experiments.*` or
+`benchmarks.*` module registered, then (re)imports the wanted module, so its own flags, with its own defaults, are the
 ones registered while its tests run; `experiment_flag_fixtures` gives a test module the fixtures
 that keep it that way and let each test change flags freely.
 """
@@ -17,22 +17,15 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
+from benchmarks.targets import drop_script_flags
+
 # The repository root (where `python -m experiments.<name>` runs).
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_experiment(name: str) -> ModuleType:
     """Import (or re-import) `experiments.<name>` with only its own experiment flags registered."""
-    # Copy first: deleting a flag also removes it from these live per-module lists.
-    taken = [
-        flag.name
-        for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-        if module.startswith("experiments.")
-        for flag in list(module_flags)
-    ]
-    for flag_name in set(taken):
-        if flag_name in flags.FLAGS:
-            delattr(flags.FLAGS, flag_name)
+    drop_script_flags()
     full_name = f"experiments.{name}"
     if full_name in sys.modules:
         return importlib.reload(sys.modules[full_name])
