@@ -247,3 +247,26 @@ def start_experiment(argv: Sequence[str], build_config: Callable[[], Any], compi
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     enable_compilation_cache(compile_cache_dir)
     return config
+
+
+def default_workdir(learner: str, name: str = "") -> str:
+    """A fresh run directory `runs/<learner>_<name>_<time>` for runs given no --workdir."""
+    import time
+
+    safe = name.replace(":", "_").replace("/", "_")
+    return os.path.join("runs", f"{learner}_{safe + '_' if safe else ''}{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def train_or_usage_error(train: Callable[[Any], Any], config: Any, usage_errors: tuple = ()) -> Any:
+    """`train(config)`, announcing a resumption; bad run directories, data paths and mismatched
+    checkpoints (and `usage_errors`) become usage errors that say what to change."""
+    from absl import app
+
+    from robojax.checkpoint import CheckpointMismatchError
+
+    if getattr(config, "resume", False):
+        print(f"resuming the run in {os.path.abspath(config.workdir)}", flush=True)
+    try:
+        return train(config)
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError, *usage_errors) as e:
+        raise app.UsageError(str(e)) from None

@@ -15,7 +15,6 @@ checkpoints/, metrics.jsonl, tensorboard/, config.json and the final policy/ (EM
 from __future__ import annotations
 
 import os
-import time
 import typing
 
 from absl import app, flags
@@ -38,22 +37,16 @@ def config_from_flags() -> TrainConfig:
     overrides = {}
     if FLAGS.workdir is None:
         name = os.path.basename(os.path.normpath(FLAGS.dataset or "dataset"))
-        overrides["workdir"] = os.path.join("runs", f"dp_{name}_{time.strftime('%Y%m%d-%H%M%S')}")
+        overrides["workdir"] = config_flags.default_workdir("dp", name)
     return config_flags.config_from_flags(TrainConfig, prefixes=_PREFIXES, overrides=overrides)
 
 
 def main(argv: typing.Sequence[str]) -> None:
     config = config_flags.start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     from robojax.agents.diffusion_policy.train import train
-    from robojax.checkpoint import CheckpointMismatchError
     from robojax.data.episodes import DatasetError
 
-    if config.resume:
-        print(f"resuming the run in {os.path.abspath(config.workdir)}", flush=True)
-    try:
-        result = train(config)
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError, DatasetError) as e:
-        raise app.UsageError(str(e)) from None
+    result = config_flags.train_or_usage_error(train, config, (DatasetError,))
     success = "n/a" if result.final_success is None else f"{100 * result.final_success:.1f}%"
     print(
         f"final success {success} after {result.steps:,d} gradient steps in {result.wall_s:.0f} s"

@@ -18,8 +18,6 @@ Flags: every `RaptorConfig` field (`--num_teachers`, `--task`, `--seed`, `--work
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 import typing
 
 from absl import app
@@ -50,7 +48,7 @@ def run_experiment(argv: typing.Sequence[str]):
     """`main`, returning the `RaptorResult` (absl's `app.run` would treat a return value as an error)."""
     config = config_flags.start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
     if config.workdir is None:
-        config = dataclasses.replace(config, workdir=os.path.join("runs", f"raptor_{time.strftime('%Y%m%d-%H%M%S')}"))
+        config = dataclasses.replace(config, workdir=config_flags.default_workdir("raptor"))
     from robojax.agents.raptor.train import run
     from robojax.checkpoint import CheckpointMismatchError
 

@@ -22,8 +22,6 @@ and the final `policy/`.
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 import typing
 
 from absl import app, flags
@@ -70,7 +68,7 @@ def host_config_from_flags() -> HostTrainConfig:
         )
     overrides = {"env": env}
     if FLAGS.workdir is None:
-        overrides["workdir"] = os.path.join("runs", f"sac_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}")
+        overrides["workdir"] = config_flags.default_workdir("sac", env)
     return config_flags.config_from_flags(HostTrainConfig, prefixes=_PREFIXES, overrides=overrides, only_set=True)
 
 
@@ -90,26 +88,18 @@ def config_from_flags() -> TrainConfig | HostTrainConfig:
     registry.check_name(FLAGS.env)
     overrides = {}
     if FLAGS.workdir is None:
-        overrides["workdir"] = os.path.join("runs", f"sac_{FLAGS.env}_{time.strftime('%Y%m%d-%H%M%S')}")
+        overrides["workdir"] = config_flags.default_workdir("sac", FLAGS.env)
     return config_flags.config_from_flags(TrainConfig, prefixes=_PREFIXES, overrides=overrides)
 
 
 def main(argv: typing.Sequence[str]) -> None:
     config = config_flags.start_experiment(argv, config_from_flags, _COMPILE_CACHE.value)
-    if config.resume:
-        print(f"resuming the run in {os.path.abspath(config.workdir)}", flush=True)
-    from robojax.checkpoint import CheckpointMismatchError
-
     if isinstance(config, HostTrainConfig):
         _run_host_loop(config)
         return
     from robojax.agents.sac.train import train
 
-    try:
-        result = train(config)
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError) as e:
-        # Bad run directories and mismatched checkpoints are usage errors: say what to change.
-        raise app.UsageError(str(e)) from None
+    result = config_flags.train_or_usage_error(train, config)
     print(
         f"final eval return {result.final_return:.1f} after {result.steps:,d} env steps"
         f" in {result.wall_s:.0f} s (first iteration incl. compile {result.first_iteration_s:.0f} s)\n"
@@ -120,7 +110,6 @@ def main(argv: typing.Sequence[str]) -> None:
 def _run_host_loop(config: HostTrainConfig) -> None:
     from robojax.agents.sac import host_loop
     from robojax.agents.sac.interventions import make_intervention
-    from robojax.checkpoint import CheckpointMismatchError
     from robojax.envs.host import make_gym_env
 
     try:
@@ -132,10 +121,7 @@ def _run_host_loop(config: HostTrainConfig) -> None:
         raise app.UsageError(str(e)) from None
     if intervention is not None and hasattr(intervention, "describe"):
         print(f"intervention keys: {intervention.describe()}", flush=True)
-    try:
-        result = host_loop.train(config, intervention=intervention)
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError) as e:
-        raise app.UsageError(str(e)) from None
+    result = config_flags.train_or_usage_error(lambda c: host_loop.train(c, intervention=intervention), config)
     print(
         f"final eval return {result.final_return:.1f} after {result.steps:,d} env steps,"
         f" {result.updates:,d} updates, {result.interventions:,d} intervened steps, in {result.wall_s:.0f} s\n"

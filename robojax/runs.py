@@ -120,6 +120,18 @@ def run_metadata(fmt: str, config: Mapping, **fields: Any) -> dict:
     }
 
 
+def env_run_metadata(fmt: str, config: Mapping, env_name: str, env: Any, **fields: Any) -> dict:
+    """`run_metadata` of a run on one env: its name and its observation and action specs, plus `fields`."""
+    return run_metadata(
+        fmt,
+        config,
+        env=env_name,
+        observation_spec=env.observation_spec.to_dict(),
+        action_spec=env.action_spec.to_dict(),
+        **fields,
+    )
+
+
 def without_fields(config: Mapping, names: Sequence[str]) -> dict:
     """A JSON copy of `config` less the fields in `names`; dotted names reach nested configs ("distill.epochs")."""
     config = json.loads(json.dumps(config))
@@ -153,6 +165,16 @@ class RunRecord:
     wall_s: float  # since the Run was created
     first_iteration_s: float  # the first iteration of this process, compilation included (0 if none)
     workdir: str | None
+
+    def result_fields(self, steps: int | None = None) -> dict:
+        """The fields every loop's result dataclass shares: eval_history, steps, wall_s, first_iteration_s, workdir."""
+        return {
+            "eval_history": self.eval_history,
+            "steps": self.steps if steps is None else steps,
+            "wall_s": self.wall_s,
+            "first_iteration_s": self.first_iteration_s,
+            "workdir": self.workdir,
+        }
 
 
 class Run:

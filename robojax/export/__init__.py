@@ -9,6 +9,6 @@ Load the result with `robojax.deploy.load` (which needs no learner code). The SA
 `robojax.agents.sac.export`; `python -m experiments.export_policy` does it from a run directory.
 """
 
-from robojax.export.artifact import export_policy, flat_step
+from robojax.export.artifact import export_policy, export_source, flat_step, source_record
 
-__all__ = ["export_policy", "flat_step"]
+__all__ = ["export_policy", "export_source", "flat_step", "source_record"]

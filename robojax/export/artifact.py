@@ -89,6 +89,44 @@ def flat_step(policy: Policy, carry_treedef) -> Callable:
     return step
 
 
+def source_record(path: str | os.PathLike | None, include: Sequence[str] | None = None) -> dict | None:
+    """The sidecar's `source_checkpoint` of parameters read from `path`: the path, the top-level entries
+    read (`include`, None: all) and their content hash (`sha256_tree`); None without a path."""
+    if path is None:
+        return None
+    path = os.path.abspath(os.fspath(path))
+    return {"path": path, "items": list(include) if include else None, **sha256_tree(path, include or None)}
+
+
+def export_source(
+    policy: Policy,
+    source: Any,
+    out_dir: str | os.PathLike,
+    *,
+    control_dt: float,
+    metadata: Mapping[str, Any],
+    platforms: Sequence[str] = ("cpu",),
+    overwrite: bool = False,
+) -> str:
+    """`export_policy` for a learner's loaded source (SAC, DP, RAPTOR, PPO adapters).
+
+    source: anything with `observation_spec`, `action_spec` and `path` (the checkpoint or policy
+    directory the parameters came from) and optionally `hash_include` (the top-level entries whose
+    content hash the sidecar records; default all).
+    """
+    return export_policy(
+        policy,
+        out_dir,
+        observation_spec=source.observation_spec,
+        action_spec=source.action_spec,
+        control_dt=control_dt,
+        metadata=metadata,
+        platforms=platforms,
+        source_checkpoint=source_record(source.path, getattr(source, "hash_include", None)),
+        overwrite=overwrite,
+    )
+
+
 def export_policy(
     policy: Policy,
     out_dir: str | os.PathLike,

@@ -51,3 +51,21 @@ def experiment_flag_fixtures(name: str) -> tuple:
             yield
 
     return _own_experiment_flags, parsed_flags
+
+
+def assert_flags_cover_config(experiment: ModuleType, config_cls: type, **set_flags) -> None:
+    """Every field of `config_cls` and of its nested configs is a flag, and the flags' defaults (plus
+    `set_flags`) build exactly `config_cls(**set_flags)`."""
+    import dataclasses
+
+    from robojax.config_utils import nested_config_types
+
+    nested = nested_config_types(config_cls)
+    fields = [f for f in dataclasses.fields(config_cls) if f.name not in nested]
+    for inner in nested.values():
+        fields += list(dataclasses.fields(inner))
+    for field in fields:
+        assert field.name in flags.FLAGS, field.name
+    with flagsaver.flagsaver(**set_flags):
+        config = experiment.config_from_flags()
+    assert config == config_cls(**set_flags)

@@ -1,18 +1,16 @@
 """experiments.train_diffusion_policy and experiments.eval_policy: flags, and an end-to-end smoke run."""
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-from absl import flags
 from absl.testing import flagsaver
 
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
 from tests.agents.diffusion_policy.datasets import write_random_dataset
-from tests.experiments.conftest import ROOT, experiment_flag_fixtures, load_experiment
+from tests.experiments.conftest import ROOT, assert_flags_cover_config, experiment_flag_fixtures, load_experiment
 
 train_diffusion_policy = load_experiment("train_diffusion_policy")
 
@@ -20,13 +18,7 @@ _own_experiment_flags, parsed_flags = experiment_flag_fixtures("train_diffusion_
 
 
 def test_every_config_field_is_a_flag_with_the_config_default():
-    fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("policy", "inference")]
-    fields += list(dataclasses.fields(DiffusionPolicyConfig)) + list(dataclasses.fields(InferenceConfig))
-    for field in fields:
-        assert field.name in flags.FLAGS, field.name
-    with flagsaver.flagsaver(dataset="/data/push", workdir="/tmp/run"):
-        config = train_diffusion_policy.config_from_flags()
-    assert config == TrainConfig(dataset="/data/push", workdir="/tmp/run")
+    assert_flags_cover_config(train_diffusion_policy, TrainConfig, dataset="/data/push", workdir="/tmp/run")
 
 
 def test_flags_build_the_config():

@@ -1,16 +1,14 @@
 """experiments.train_sac: one flag per config field, and clear errors for bad flags and paths."""
 
-import dataclasses
 import os
 import subprocess
 import sys
 
 import pytest
-from absl import flags
 from absl.testing import flagsaver
 
-from robojax.agents.sac.config import SACConfig, TrainConfig
-from tests.experiments.conftest import ROOT, experiment_flag_fixtures, load_experiment
+from robojax.agents.sac.config import TrainConfig
+from tests.experiments.conftest import ROOT, assert_flags_cover_config, experiment_flag_fixtures, load_experiment
 
 train_sac = load_experiment("train_sac")
 
@@ -18,12 +16,7 @@ _own_experiment_flags, parsed_flags = experiment_flag_fixtures("train_sac")
 
 
 def test_every_config_field_is_a_flag_with_the_config_default():
-    fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "sac"] + list(dataclasses.fields(SACConfig))
-    for field in fields:
-        assert field.name in flags.FLAGS, field.name
-    with flagsaver.flagsaver(workdir="/tmp/run"):
-        config = train_sac.config_from_flags()
-    assert config == dataclasses.replace(TrainConfig(), workdir="/tmp/run")
+    assert_flags_cover_config(train_sac, TrainConfig, workdir="/tmp/run")
 
 
 def test_flags_build_the_config():

@@ -173,7 +173,7 @@ def export_diffusion_policy(
     inference: default the run's own recorded settings, else `InferenceConfig()`.
     control_dt: default the dataset's control period recorded with the policy.
     """
-    from robojax.export import export_policy
+    from robojax.export import export_source
 
     inference = inference or source.inference or InferenceConfig()
     control_dt = control_dt if control_dt is not None else source.control_dt
@@ -187,19 +187,12 @@ def export_diffusion_policy(
         "policy_config": to_dict(source.config),
         **dict(metadata or {}),
     }
-    src = None
-    if source.path is not None:
-        from robojax.deploy.artifact import sha256_tree
-
-        src = {"path": source.path, **sha256_tree(source.path)}
-    return export_policy(
+    return export_source(
         make_policy(source, inference),
+        source,
         out_dir,
-        observation_spec=source.observation_spec,
-        action_spec=source.action_spec,
         control_dt=control_dt,
         metadata=meta,
         platforms=platforms,
-        source_checkpoint=src,
         overwrite=overwrite,
     )

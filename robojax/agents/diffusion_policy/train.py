@@ -378,11 +378,7 @@ def _train(config: TrainConfig, dataset: EpisodeDataset, make_env, run: runs.Run
     return TrainResult(
         final_return=None if last_eval is None else last_eval["eval/return"],
         final_success=None if last_eval is None else last_eval["eval/success"],
-        eval_history=record.eval_history,
-        steps=steps,
-        wall_s=record.wall_s,
-        first_iteration_s=record.first_iteration_s,
-        workdir=record.workdir,
+        **record.result_fields(steps=steps),
         state=state,
     )
 

@@ -211,7 +211,7 @@ def export_raptor_student(
     overwrite: bool = False,
 ) -> str:
     """Write the policy artifact of a RAPTOR student (see robojax.export.export_policy)."""
-    from robojax.export import export_policy
+    from robojax.export import export_policy, source_record
 
     control_dt = control_dt if control_dt is not None else source.control_dt
     if control_dt is None:
@@ -229,15 +229,6 @@ def export_raptor_student(
         "run_config": (source.run_metadata or {}).get("config"),
         **dict(metadata or {}),
     }
-    src = None
-    if source.path is not None:
-        from robojax.deploy.artifact import sha256_tree
-
-        src = {
-            "path": source.path,
-            "items": list(source.hash_include) if source.hash_include else None,
-            **sha256_tree(source.path, source.hash_include),
-        }
     return export_policy(
         make_policy(source),
         out_dir,
@@ -246,7 +237,7 @@ def export_raptor_student(
         control_dt=control_dt,
         metadata=meta,
         platforms=platforms,
-        source_checkpoint=src,
+        source_checkpoint=source_record(source.path, source.hash_include),
         overwrite=overwrite,
     )
 

@@ -27,12 +27,10 @@ from robojax import checkpoint as ckpt
 from robojax.agents.sac import learner
 from robojax.agents.sac.config import SACConfig
 from robojax.config_utils import from_dict, to_dict
+from robojax.data import normalizer
 from robojax.data.normalizer import RunningMeanStd
 from robojax.envs.core import ArraySpec
 from robojax.policy import Policy
-
-# The normaliser's defaults (robojax.data.normalizer.normalize), recorded in the sidecar.
-_CLIP, _EPS = 10.0, 1e-6
 
 
 @dataclasses.dataclass
@@ -53,20 +51,7 @@ class SACSource:
 
 def normalization_record(stats: RunningMeanStd) -> dict | None:
     """The sidecar's description of the observation statistics; None while they are traced (inside a jit)."""
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(stats)):
-        return None
-    count = float(np.asarray(stats.count))
-    var = np.asarray(stats.var, np.float64)
-    return {
-        "observation": {
-            "mean": np.asarray(stats.mean).tolist(),
-            "std": np.sqrt(var + _EPS).tolist(),
-            "count": count,
-            "clip": _CLIP,
-            "formula": "clip((obs - mean) / std, -clip, clip); identity while count == 0",
-            "applied": count > 0,
-        }
-    }
+    return normalizer.running_stats_record(stats)
 
 
 def make_policy(source: SACSource, *, deterministic: bool = True) -> Policy:
@@ -181,7 +166,7 @@ def export_sac(
     overwrite: bool = False,
 ) -> str:
     """Write the policy artifact of a SAC actor (see robojax.export.export_policy)."""
-    from robojax.export import export_policy
+    from robojax.export import export_source
 
     meta = {
         "learner": "sac",
@@ -191,23 +176,12 @@ def export_sac(
         "sac_config": to_dict(source.config),
         **dict(metadata or {}),
     }
-    src = None
-    if source.path is not None:
-        from robojax.deploy.artifact import sha256_tree
-
-        src = {
-            "path": source.path,
-            "items": list(source.hash_include) if source.hash_include else None,
-            **sha256_tree(source.path, source.hash_include),
-        }
-    return export_policy(
+    return export_source(
         make_policy(source, deterministic=deterministic),
+        source,
         out_dir,
-        observation_spec=source.observation_spec,
-        action_spec=source.action_spec,
         control_dt=control_dt,
         metadata=meta,
         platforms=platforms,
-        source_checkpoint=src,
         overwrite=overwrite,
     )

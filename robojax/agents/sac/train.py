@@ -211,13 +211,7 @@ def make_evaluator(eval_env: Env) -> Callable[[learner.TrainState, jax.Array], d
 
 def run_metadata(env, config, fmt: str = "robojax.sac.loop/1") -> dict:
     """What a checkpoint records about the run, checked on resume (shared with the host loop)."""
-    return runs.run_metadata(
-        fmt,
-        to_dict(config),
-        env=config.env,
-        observation_spec=env.observation_spec.to_dict(),
-        action_spec=env.action_spec.to_dict(),
-    )
+    return runs.env_run_metadata(fmt, to_dict(config), config.env, env)
 
 
 def resume_fingerprint(metadata: dict, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> dict:
@@ -316,11 +310,7 @@ def _train(config: TrainConfig, make_env: EnvFactory, run: runs.Run) -> TrainRes
     return TrainResult(
         final_return=last_eval["eval/return"],
         final_success=last_eval.get("eval/success"),
-        eval_history=record.eval_history,
-        steps=env_steps,
-        wall_s=record.wall_s,
-        first_iteration_s=record.first_iteration_s,
-        workdir=record.workdir,
+        **record.result_fields(steps=env_steps),
         state=loop_state,
     )
 
