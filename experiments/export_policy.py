@@ -1,4 +1,4 @@
-"""Export a trained policy (SAC, Diffusion Policy, RAPTOR student) as a self-contained artifact.
+"""Export a trained policy (SAC, PPO, Diffusion Policy, RAPTOR student) as a self-contained artifact.
 
     python -m experiments.export_policy --checkpoint=runs/sac_arm_reach --out=artifacts/sac_arm_reach
     python -m experiments.export_policy --checkpoint=runs/sac_arm_reach/checkpoints --step=20000 \
@@ -7,11 +7,16 @@
     python -m experiments.export_policy --checkpoint=runs/dp_push --out=artifacts/dp_push_rti \
         --inference=rti --action_steps=1 --rti_start_step=20 --rti_steps=2
     python -m experiments.export_policy --checkpoint=runs/raptor --out=artifacts/raptor_student
+    python -m experiments.export_policy --checkpoint=runs/ppo_cartpole --out=artifacts/ppo_cartpole --seed_index=1
 
 The learner is detected from the saved metadata's format string:
   SAC (robojax.sac.*)          a run directory (its final policy/, or a checkpoint with --step), a
                                policy/ directory, a checkpoints/ directory, or one checkpoint step;
                                the deterministic actor tanh(mean) (--stochastic: the sampling policy)
+  PPO (robojax.ppo/1)          the same layouts as SAC; every seed of the run is saved, --seed_index
+                               picks one (default 0); the policy mean clipped or squashed onto the
+                               bounds (--stochastic: the sampling policy); control_dt = task dt x
+                               action_repeat, as the run recorded it
   Diffusion Policy             a run directory or its policy/ (robojax.diffusion_policy/1); the
                                receding-horizon policy with --inference=ddpm|ddim|rti and its step
                                flags (default: the run's own inference settings), recorded in the sidecar
@@ -38,7 +43,12 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to export (default: 
 _PLATFORMS = flags.DEFINE_list(
     "platforms", ["cpu"], "Platforms to lower for: cpu, cuda (cuda lowers on a CPU machine)."
 )
-_STOCHASTIC = flags.DEFINE_boolean("stochastic", False, "Export the sampling policy instead of tanh(mean).")
+_STOCHASTIC = flags.DEFINE_boolean(
+    "stochastic", False, "SAC and PPO: export the sampling policy instead of the deterministic one."
+)
+_SEED_INDEX = flags.DEFINE_integer(
+    "seed_index", None, "PPO: which of the run's seeds to export (0 = its --seed; default 0)."
+)
 _CONTROL_DT = flags.DEFINE_float(
     "control_dt", None, "Control period in seconds (default: the robojax task's; required for other envs)."
 )
@@ -68,6 +78,7 @@ def _define_inference_flags() -> dict:
 _INFERENCE = _define_inference_flags()
 KINDS = {
     "sac": "a SAC run, policy/, checkpoints/ or checkpoint step (format robojax.sac.*)",
+    "ppo": "a PPO run, policy/, checkpoints/ or checkpoint step (format robojax.ppo/1)",
     "diffusion_policy": "a Diffusion Policy run or its policy/ directory (format robojax.diffusion_policy/1)",
     "raptor": "a RAPTOR run, its checkpoints/student[/EPOCH], or a student .npz (format robojax.raptor/1)",
 }
@@ -113,7 +124,7 @@ def _checkpoint_format(path: str) -> str | None:
 
 
 def detect_kind(path: str) -> str:
-    """'sac', 'diffusion_policy' or 'raptor', from the format string saved beside the parameters."""
+    """'sac', 'ppo', 'diffusion_policy' or 'raptor', from the format string saved beside the parameters."""
     from robojax.agents.raptor.export import is_student_npz
 
     path = os.path.abspath(path)
@@ -133,6 +144,7 @@ def detect_kind(path: str) -> str:
         if fmt is not None:
             for prefix, kind in (
                 ("robojax.sac.", "sac"),
+                ("robojax.ppo", "ppo"),
                 ("robojax.diffusion_policy", "diffusion_policy"),
                 ("robojax.raptor", "raptor"),
             ):
@@ -154,10 +166,12 @@ def _inference_config(saved):
 
 def _export(kind: str):
     platforms = tuple(_PLATFORMS.value)
-    if kind != "sac" and _STOCHASTIC.value:
+    if kind not in ("sac", "ppo") and _STOCHASTIC.value:
         raise app.UsageError(
-            "--stochastic applies to SAC only (Diffusion Policy always samples; RAPTOR is deterministic)"
+            "--stochastic applies to SAC and PPO only (Diffusion Policy always samples; RAPTOR is deterministic)"
         )
+    if kind != "ppo" and _SEED_INDEX.value is not None:
+        raise app.UsageError(f"--seed_index applies to PPO runs (several seeds in one run), not to a {kind} policy")
     if kind != "diffusion_policy":
         given = sorted(name for name, flag in _INFERENCE.items() if flag.value is not None)
         if given:
@@ -170,6 +184,24 @@ def _export(kind: str):
             source,
             _OUT.value,
             control_dt=_CONTROL_DT.value or _task_control_dt(source.env),
+            deterministic=not _STOCHASTIC.value,
+            platforms=platforms,
+            overwrite=_OVERWRITE.value,
+        )
+    if kind == "ppo":
+        from robojax.agents.ppo.export import export_ppo, load_ppo_source
+
+        try:
+            source = load_ppo_source(_CHECKPOINT.value, step=_STEP.value, seed_index=_SEED_INDEX.value or 0)
+        except ValueError as e:  # a seed index the run does not have
+            raise app.UsageError(str(e)) from None
+        control_dt = _CONTROL_DT.value or source.control_dt
+        if control_dt is None:
+            control_dt = _task_control_dt(source.env) * (source.action_repeat or 1)
+        return export_ppo(
+            source,
+            _OUT.value,
+            control_dt=control_dt,
             deterministic=not _STOCHASTIC.value,
             platforms=platforms,
             overwrite=_OVERWRITE.value,

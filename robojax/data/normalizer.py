@@ -57,6 +57,23 @@ def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0, eps: floa
     return jnp.where(stats.count > 0, normalized, x)
 
 
+def running_stats_record(stats: RunningMeanStd, clip: float = 10.0, eps: float = 1e-6) -> dict | None:
+    """How `normalize` applies `stats`, as JSON for a policy artifact's sidecar; None while they are traced."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(stats)):
+        return None
+    count = float(np.asarray(stats.count))
+    return {
+        "observation": {
+            "mean": np.asarray(stats.mean).tolist(),
+            "std": np.sqrt(np.asarray(stats.var, np.float64) + eps).tolist(),
+            "count": count,
+            "clip": clip,
+            "formula": "clip((obs - mean) / std, -clip, clip); identity while count == 0",
+            "applied": count > 0,
+        }
+    }
+
+
 # ---- fitted on a dataset ---------------------------------------------------------------------------
 
 

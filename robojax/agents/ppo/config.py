@@ -71,11 +71,13 @@ class PPOConfig:
     max_log_std: float = field(2.0, "Upper clip of the log standard deviation (World4RL: 0, i.e. sigma <= 1).")
     action_mode: str = field("clip", f"How u ~ N maps onto the action bounds: one of {list(ACTION_MODES)}.")
     # ----------------------------------------------------------------------------- run
-    total_env_steps: int = field(1_000_000, "Env transitions to collect (summed over all envs).")
-    eval_interval: int = field(81_920, "Env transitions between evaluations.")
+    total_env_steps: int = field(1_000_000, "Env transitions to collect per seed (summed over all envs).")
+    eval_interval: int = field(81_920, "Env transitions (per seed) between evaluations.")
     eval_episodes: int = field(8, "Episodes per evaluation, run as a batch of envs with the deterministic policy.")
-    seed: int = field(0, "Seed of every random stream in the run.")
-    num_seeds: int = field(1, "Independent seeds trained together in one compiled program (vmapped).")
+    seed: int = field(0, "Seed of every random stream in the run (with num_seeds > 1: of the first seed).")
+    num_seeds: int = field(
+        1, "Independent seeds seed, seed + 1, ... trained together in one compiled program (vmapped)."
+    )
     # ----------------------------------------------------------------------------- demonstrations
     bc_demo_path: str | None = field(None, "An episode dataset to behaviour-clone the policy from before PPO.")
     bc_steps: int = field(0, "Gradient steps of behaviour cloning (Gaussian NLL) before PPO.")
@@ -153,3 +155,52 @@ class PPOConfig:
     def iterations_per_eval(self) -> int:
         """Iterations between evaluations (at least one)."""
         return max(1, self.eval_interval // self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A PPO training run (`robojax.agents.ppo.train`): task, action repeat, checkpoints, run directory, PPO.
+
+    Budget, evaluation schedule and seeds are `PPOConfig` fields (`make_train` reads them there);
+    env steps count the control steps of ONE seed's run (num_seeds runs each collect
+    `ppo.total_env_steps`).
+    """
+
+    env: str = field("cartpole_balance", "Task name (see envs.names()) or playground:<Name>.")
+    # The env is built with episode_length = ceil(task episode length / action_repeat), so an episode
+    # covers the task's simulated time and returns stay comparable with SAC's (which uses k = 1).
+    action_repeat: int = field(4, "Repeat each policy action this many task control steps (rewards summed).")
+    target_eval_return: float | None = field(
+        None, "Stop once every seed's eval return has reached this (at some evaluation)."
+    )
+    checkpoint_interval: int = field(
+        200_000, "Env steps (per seed) between checkpoints, taken at the next evaluation; also one at the end."
+    )
+    checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
+    workdir: str | None = field(None, "Run directory for checkpoints, logs, plot and policy (None: no files).")
+    resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
+    progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+
+    def __post_init__(self):
+        if not isinstance(self.env, str) or not self.env:
+            raise ValueError(f"TrainConfig.env must be a task name, got {self.env!r}")
+        check_positive_int(self, "action_repeat", "checkpoint_interval", "checkpoints_to_keep")
+        if self.target_eval_return is not None:
+            value = self.target_eval_return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"TrainConfig.target_eval_return must be a finite number or None, got {value!r}")
+        if self.resume and not self.workdir:
+            raise ValueError("TrainConfig.resume needs a workdir to resume from")
+        if not isinstance(self.ppo, PPOConfig):
+            raise TypeError(f"TrainConfig.ppo must be a PPOConfig, got {type(self.ppo).__name__}")
+        if self.ppo.bc_steps and not self.ppo.bc_demo_path:
+            raise ValueError(
+                f"PPOConfig.bc_steps ({self.ppo.bc_steps}) needs bc_demo_path: a demo .npz or an episode"
+                " dataset directory to behaviour-clone from"
+            )
+        if self.ppo.bc_demo_path and not self.ppo.bc_steps:
+            raise ValueError(
+                f"PPOConfig.bc_demo_path ({self.ppo.bc_demo_path!r}) is set but bc_steps is 0, so the demos"
+                " would be ignored; give bc_steps > 0 (e.g. 2000) or drop bc_demo_path"
+            )

@@ -14,6 +14,7 @@ config)))(keys)` trains one independent seed per key at once (purejaxrl's trick)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,8 @@ from robojax.agents.ppo.networks import PPONetworks, make_networks
 from robojax.data import normalizer
 from robojax.data.normalizer import RunningMeanStd
 from robojax.envs.core import ArraySpec, Env, EnvState
+from robojax.evaluation import episode_length_of, make_episode_evaluator
+from robojax.policy import Policy, stateless
 
 Metrics = dict[str, jax.Array]
 Evaluate = Callable[["TrainState", jax.Array], Metrics]
@@ -344,41 +347,62 @@ def bc_init(
     return new_state, {"bc/nll": nlls}
 
 
-def episode_length_of(env: Env) -> int:
-    """The env's episode length: its time limit, else the task's own (evaluation runs one episode)."""
-    length = getattr(env, "max_steps", None) or getattr(env, "episode_length", None)
-    if length is None:
-        raise ValueError(f"{env!r} has neither a TimeLimit nor an `episode_length`; evaluation needs finite episodes")
-    return int(length)
+def policy(
+    config: PPOConfig,
+    action_spec: ArraySpec,
+    params: Any,
+    obs_normalizer: RunningMeanStd,
+    deterministic: bool = True,
+    *,
+    name: str = "ppo",
+    action_dtype: Any = jnp.float32,
+) -> Policy:
+    """The PPO policy as a stateless `robojax.policy.Policy`: normalise -> Gaussian -> clip/tanh onto the bounds.
+
+    params: the policy network's parameters (`state.params["policy"]`); they and the normaliser
+    may be traced (a policy built inside a jit, as the evaluator does). deterministic: the mean
+    (`deterministic_action`), else u ~ N(mean, std) drawn from the step's key (`stochastic_action`).
+    The step takes one observation or any batch of them (one key draws the whole batch's noise), so
+    the batched form is the same step. `normalization` describes the statistics for the artifact's
+    sidecar (None when normalisation is off, or while the statistics are traced).
+    """
+
+    def act(obs, key):
+        x = jnp.asarray(obs, jnp.float32)
+        if deterministic:
+            action = deterministic_action(config, action_spec, params, obs_normalizer, x)
+        else:
+            action = stochastic_action(config, action_spec, params, obs_normalizer, x, key)
+        return action.astype(action_dtype)
+
+    single = stateless(
+        act,
+        name=name,
+        stochastic=not deterministic,
+        normalization=normalizer.running_stats_record(obs_normalizer) if config.normalize_observations else None,
+        action_chunking={"chunk_length": 1, "executed_steps": 1},
+        evals_per_action=1,
+    )
+    return dataclasses.replace(single, batched=lambda n: dataclasses.replace(single, batch_size=int(n)))
 
 
 def make_evaluator(eval_env: Env, config: PPOConfig) -> Evaluate:
     """evaluate(state, key): one episode per env of the batched `eval_env` with the deterministic policy.
 
+    Built on `robojax.evaluation.make_episode_evaluator` (episodes of the env's own length).
     Returns {"eval/return", "eval/success"} (means over the batch). Pure, so it runs inside
     `make_train`'s program (and under its vmap over seeds).
     """
-    num_steps = episode_length_of(eval_env)
     action_spec = eval_env.action_spec
+    episodes = make_episode_evaluator(
+        eval_env,
+        lambda state: policy(config, action_spec, state.params["policy"], state.obs_normalizer),
+        episode_length=episode_length_of(eval_env),
+    )
 
     def evaluate(state: TrainState, key: jax.Array) -> Metrics:
-        env_state = eval_env.reset(key)
-        batch = env_state.obs.shape[0]
-
-        def body(carry, _):
-            env_state, returns, success, running = carry
-            action = deterministic_action(
-                config, action_spec, state.params["policy"], state.obs_normalizer, env_state.obs
-            )
-            env_state = eval_env.step(env_state, action)
-            returns = returns + jnp.where(running, env_state.reward, 0.0)
-            finished = running & env_state.done
-            success = jnp.where(finished, env_state.info["success"], success)
-            return (env_state, returns, success, running & ~env_state.done), None
-
-        init_carry = (env_state, jnp.zeros(batch), jnp.zeros(batch, bool), jnp.ones(batch, bool))
-        (_, returns, success, _), _ = jax.lax.scan(body, init_carry, None, length=num_steps)
-        return {"eval/return": jnp.mean(returns), "eval/success": jnp.mean(success.astype(jnp.float32))}
+        out = episodes(state, key)
+        return {"eval/return": jnp.mean(out["return"]), "eval/success": jnp.mean(out["success"].astype(jnp.float32))}
 
     return evaluate
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from robojax.agents.ppo.config import PPOConfig
+from robojax.agents.ppo.config import PPOConfig, TrainConfig
 from robojax.agents.ppo.networks import check_action_spec
 from robojax.envs import ArraySpec
 
@@ -56,3 +56,27 @@ def test_action_spec_must_be_flat_and_bounded():
         check_action_spec(ArraySpec((2,), np.float32))
     with pytest.raises(ValueError, match="flat action vector"):
         check_action_spec(ArraySpec((2, 2), np.float32, -1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"env": ""}, "TrainConfig.env must be a task name"),
+        ({"action_repeat": 0}, "TrainConfig.action_repeat must be a positive integer"),
+        ({"checkpoint_interval": 0}, "TrainConfig.checkpoint_interval must be a positive integer"),
+        ({"target_eval_return": float("nan")}, "TrainConfig.target_eval_return must be a finite number or None"),
+        ({"resume": True}, "TrainConfig.resume needs a workdir"),
+        ({"ppo": PPOConfig(bc_steps=10)}, r"bc_steps \(10\) needs bc_demo_path"),
+        ({"ppo": PPOConfig(bc_demo_path="demos.npz")}, "bc_steps is 0, so the demos would be ignored"),
+    ],
+)
+def test_train_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+    with pytest.raises(TypeError, match="TrainConfig.ppo must be a PPOConfig"):
+        TrainConfig(ppo={"num_envs": 4})
+
+
+def test_train_config_defaults_are_valid():
+    config = TrainConfig()
+    assert config.env == "cartpole_balance" and config.action_repeat == 4 and config.ppo == PPOConfig()

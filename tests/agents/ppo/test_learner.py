@@ -9,21 +9,8 @@ import pytest
 
 from robojax.agents.ppo import learner
 from robojax.agents.ppo.config import PPOConfig
+from tests.agents.ppo.small import SMALL
 from tests.agents.sac.probe_envs import make_probe
-
-SMALL = PPOConfig(
-    num_envs=16,
-    unroll_length=25,
-    num_minibatches=4,
-    update_epochs=4,
-    policy_hidden_dims=(32, 32),
-    value_hidden_dims=(32, 32),
-    reward_scaling=1.0,
-    learning_rate=3e-3,
-    total_env_steps=16 * 25 * 40,
-    eval_interval=16 * 25 * 10,
-    eval_episodes=8,
-)
 
 
 def _leaves_equal(a, b):
