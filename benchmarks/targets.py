@@ -32,6 +32,7 @@ BENCHMARKS = {
     "env_throughput_arm": "env_throughput",  # the arm rows re-measured by the same script
     "quadrotor_throughput": "quadrotor_throughput",
     "raptor": "raptor",
+    "ppo": "ppo",
     "sac": "sac",
 }
 
