@@ -14,7 +14,6 @@ Writes a markdown table and JSON to benchmarks/results/.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
-from benchmarks.targets import missing, target, targets_table
+from benchmarks.targets import missing, target, targets_table, write_report
 
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks to measure (default: all registered).")
 _BATCH = flags.DEFINE_list("batch_sizes", ["1", "64", "1024", "4096"], "Batch sizes.")
@@ -260,13 +259,7 @@ def main(argv):
     result = {"command": command, "machine": info, "rows": rows}
     result["targets"] = targets(result)
     lines += ["", *targets_table(result["targets"])]
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    for ext, text in ((".md", "\n".join(lines) + "\n"), (".json", json.dumps(result, indent=1))):
-        tmp = _OUT.value + ext + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, _OUT.value + ext)
-    print("\n".join(lines))
+    write_report(_OUT.value, result, lines)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
-from benchmarks.targets import missing, target, targets_table
+from benchmarks.targets import missing, target, targets_table, write_report
 
 BUDGET_S = 600.0  # issue 14: within 10 min wall-clock on 2 CPU cores including compilation
 NUM_SEEDS = 3  # issue 14: 3 seeds
@@ -494,13 +494,7 @@ def targets(results: dict) -> dict:
 def _write(results: dict) -> None:
     results["targets"] = targets(results)
     lines = render_markdown(results)
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    for ext, text in ((".md", "\n".join(lines)), (".json", json.dumps(results, indent=1))):
-        tmp = _OUT.value + ext + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, _OUT.value + ext)
-    print("\n".join(lines))
+    write_report(_OUT.value, results, lines)
 
 
 def main(argv):

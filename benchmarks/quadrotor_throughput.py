@@ -15,7 +15,6 @@ Writes benchmarks/results/quadrotor_throughput.md and .json.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -26,7 +25,7 @@ from absl import app, flags
 
 import robojax  # noqa: F401  (XLA CPU flags before JAX initialises)
 from benchmarks.machine import machine_info
-from benchmarks.targets import missing, target, targets_table
+from benchmarks.targets import missing, target, targets_table, write_report
 
 _BATCH = flags.DEFINE_list("batch_sizes", ["1", "256", "4096"], "Batch sizes.")
 _TASK = flags.DEFINE_string("task", "quadrotor_hover", "quadrotor_hover or quadrotor_track.")
@@ -211,12 +210,7 @@ def main(argv):
     payload = {"command": command, "machine": info, "task": _TASK.value, "env": rows, "student_latency": latency}
     payload["targets"] = targets(payload)
     lines += ["", *targets_table(payload["targets"])]
-    for ext, text in ((".md", "\n".join(lines) + "\n"), (".json", json.dumps(payload, indent=1))):
-        tmp = _OUT.value + ext + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, _OUT.value + ext)
-    print("\n".join(lines))
+    write_report(_OUT.value, payload, lines)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import time
 from absl import app, flags
 
 from benchmarks.machine import machine_info
-from benchmarks.targets import missing, target, targets_table
+from benchmarks.targets import missing, target, targets_table, write_report
 
 _PARTS = flags.DEFINE_list("parts", ["targets", "utd", "throughput", "gym"], "Which measurements to run.")
 _GYM_ENV = flags.DEFINE_string("gym_env", "InvertedPendulum-v5", "Gymnasium id for the host-loop part.")
@@ -449,13 +449,7 @@ def _write(results: dict) -> None:
     """Add the targets block, then write the JSON and the markdown rendered from it."""
     results["targets"] = targets(results)
     lines = render_markdown(results)
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    for ext, text in ((".md", "\n".join(lines)), (".json", json.dumps(results, indent=1))):
-        tmp = _OUT.value + ext + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, _OUT.value + ext)
-    print("\n".join(lines))
+    write_report(_OUT.value, results, lines)
 
 
 def main(argv):

@@ -122,6 +122,14 @@ def _write_text(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_report(stem: str, results: dict, lines: list[str]) -> None:
+    """Write `<stem>.json` (the results) and `<stem>.md` (the rendered lines), each aside then renamed; print the lines."""
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    _write_text(stem + ".json", json.dumps(results, indent=1) + "\n")
+    _write_text(stem + ".md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def record_targets(stem: str, targets_fn) -> dict:
     """Recompute the block of `<stem>.json` with `targets_fn` and write it into the JSON and the markdown."""
     with open(stem + ".json") as f:
