@@ -49,7 +49,7 @@ NUM_SEEDS = 3  # issue 14: 3 seeds
 _EXPLORE = {"entropy_coef": 1e-2}
 TASKS = {
     "cartpole_balance": ("return", 900.0, {}),
-    "cartpole_swingup": ("return", 800.0, {**_EXPLORE, "total_env_steps": 5_000_000}),
+    "cartpole_swingup": ("return", 800.0, {**_EXPLORE, "max_log_std": 0.0, "total_env_steps": 5_000_000}),
     "pendulum_swingup": ("return", None, {**_EXPLORE, "total_env_steps": 2_000_000}),
     "reacher": ("return", None, {**_EXPLORE, "total_env_steps": 2_000_000}),
     "arm_reach": ("success", 0.9, {**_EXPLORE, "total_env_steps": 2_000_000}),
