@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 Carry = Any
 
@@ -106,3 +107,82 @@ def batch_policy(policy: Policy, n: int) -> Policy:
         return jax.vmap(single_step)(carry, obs, jax.random.split(key, n))
 
     return dataclasses.replace(policy, init_carry=init_carry, step=step, batched=None, batch_size=n)
+
+
+# --------------------------------------------------------------------------------------------- receding horizon
+
+
+@struct.dataclass
+class ChunkCarry:
+    """Receding-horizon state between control steps (one env, or a batch with one shared replan clock)."""
+
+    obs_history: jax.Array  # [B, To, obs_dim] raw observations, oldest first
+    chunk: jax.Array  # [B, Tp, A] the current plan in the model's action space
+    index: jax.Array  # () int32: the chunk position of the next action to execute
+    has_chunk: jax.Array  # () bool: False until the first plan (an episode start)
+    plan_info: Any = ()  # what the planner reports about the current plan (EBT-Policy: energy, steps)
+
+
+def receding_horizon(
+    plan: Callable[[jax.Array, ChunkCarry, jax.Array, jax.Array], tuple[jax.Array, Any]],
+    to_action: Callable[[jax.Array], jax.Array],
+    *,
+    obs_dim: int,
+    action_dim: int,
+    obs_horizon: int,
+    pred_horizon: int,
+    action_steps: int,
+    batch_size: int | None,
+    plan_info: Any = (),
+) -> tuple[Callable[[], ChunkCarry], Callable]:
+    """(init_carry, step) of a chunking policy that executes one action per call and replans every
+    `action_steps` calls, for the learners that plan action chunks (Diffusion Policy, EBT-Policy).
+
+    plan(obs_history [B, To, D], carry, key, fresh) -> (chunk [B, Tp, A], info): a new plan in the
+      model's space; `carry` is the previous one (for warm starts), `fresh` a traced bool that is
+      True at an episode start; info has the structure of `plan_info`.
+    to_action(x [B, A]) -> [B, A]: the chunk entry to an env action (unnormalise, binarise, clip).
+    batch_size None: obs [obs_dim] and action [action_dim] (the carry keeps a batch axis of 1);
+      n: obs [n, obs_dim], every env replanning on the same clock, so the planner runs only on
+      replanning steps (a vmap of the single-env step would make its `lax.cond` a select and plan
+      on every step).
+    At an episode start the history is the first observation repeated (make_windows' padding).
+    """
+    B = 1 if batch_size is None else int(batch_size)
+    To, Tp = int(obs_horizon), int(pred_horizon)
+
+    def init_carry() -> ChunkCarry:
+        return ChunkCarry(
+            obs_history=jnp.zeros((B, To, obs_dim), jnp.float32),
+            chunk=jnp.zeros((B, Tp, action_dim), jnp.float32),
+            index=jnp.zeros((), jnp.int32),
+            has_chunk=jnp.zeros((), bool),
+            plan_info=plan_info,
+        )
+
+    def step(carry: ChunkCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, ChunkCarry]:
+        obs = jnp.asarray(obs, jnp.float32)
+        if batch_size is None:
+            obs = obs[None]
+        fresh = ~carry.has_chunk
+        history = jnp.where(
+            fresh,
+            jnp.repeat(obs[:, None], To, axis=1),
+            jnp.concatenate([carry.obs_history[:, 1:], obs[:, None]], axis=1),
+        )
+        need_plan = fresh | (carry.index >= action_steps)
+
+        def replan(_):
+            chunk, info = plan(history, carry, key, fresh)
+            return chunk, info, jnp.zeros((), jnp.int32)
+
+        def keep(_):
+            return carry.chunk, carry.plan_info, carry.index
+
+        chunk, info, index = jax.lax.cond(need_plan, replan, keep, None)
+        x = jax.lax.dynamic_index_in_dim(chunk, index, axis=1, keepdims=False)  # [B, A]
+        action = to_action(x)
+        new_carry = ChunkCarry(history, chunk, index + 1, jnp.ones((), bool), info)
+        return (action[0] if batch_size is None else action), new_carry
+
+    return init_carry, step

@@ -189,3 +189,58 @@ class MinMaxNormalizer:
             tuple(int(i) for i in d.get("discrete_dims", ())),
             float(d.get("range_eps", 1e-4)),
         )
+
+
+def binarize_discrete(actions, discrete_dims: Sequence[int]):
+    """Executed gripper commands are sign-binarised to +-1 (RTI-DP: `where(a > 0, 1, -1)`)."""
+    if not discrete_dims:
+        return actions
+    mask = np.zeros(actions.shape[-1], bool)
+    mask[list(discrete_dims)] = True
+    return jnp.where(mask, jnp.where(actions > 0, 1.0, -1.0).astype(actions.dtype), actions)
+
+
+@struct.dataclass
+class ChunkNormalizers:
+    """The observation and action normalisers of an action-chunking policy (Diffusion Policy, EBT-Policy).
+
+    Observations through `ObsNormalizer`, actions through `MinMaxNormalizer` to [-1, 1] (discrete
+    dims left at +-1). A pytree, so it lives in a train state and may be a jit argument.
+    """
+
+    obs: ObsNormalizer
+    action: MinMaxNormalizer
+
+    @property
+    def discrete_dims(self) -> tuple[int, ...]:
+        return tuple(self.action.discrete_dims)
+
+    @classmethod
+    def fit(
+        cls, observations, actions, obs_method: str = "min_max", discrete_dims: Sequence[int] = ()
+    ) -> ChunkNormalizers:
+        """Fit both on a dataset's raw observations [N, obs_dim] and actions [N, A]."""
+        action = MinMaxNormalizer.fit(actions, discrete_dims=tuple(discrete_dims))
+        action = action.replace(low=jnp.asarray(action.low), high=jnp.asarray(action.high))
+        return cls(ObsNormalizer.fit(observations, obs_method), action)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for a saved policy (discrete dims go in its metadata)."""
+        return {
+            "obs_offset": np.asarray(self.obs.offset),
+            "obs_scale": np.asarray(self.obs.scale),
+            "action_low": np.asarray(self.action.low),
+            "action_high": np.asarray(self.action.high),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], discrete_dims: Sequence[int]) -> ChunkNormalizers:
+        action = MinMaxNormalizer(
+            jnp.asarray(arrays["action_low"], jnp.float32),
+            jnp.asarray(arrays["action_high"], jnp.float32),
+            tuple(int(d) for d in discrete_dims),
+        )
+        obs = ObsNormalizer(
+            jnp.asarray(arrays["obs_offset"], jnp.float32), jnp.asarray(arrays["obs_scale"], jnp.float32)
+        )
+        return cls(obs, action)

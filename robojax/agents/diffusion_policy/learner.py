@@ -19,14 +19,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
+from robojax import optim
 from robojax.agents.diffusion_policy import losses, rti
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig
 from robojax.agents.diffusion_policy.networks import global_condition, make_denoiser
-from robojax.data.normalizer import MinMaxNormalizer, ObsNormalizer
+from robojax.data.normalizer import ChunkNormalizers
 from robojax.diffusion.schedules import NoiseSchedule, make_schedule, q_sample, training_target
 
 Metrics = dict[str, jax.Array]
@@ -35,46 +35,15 @@ Metrics = dict[str, jax.Array]
 # --------------------------------------------------------------------------------------------- normalisation
 
 
-@struct.dataclass
-class Normalizers:
-    """Observation and action normalisers; the action one is robojax.data's MinMaxNormalizer."""
-
-    obs: ObsNormalizer
-    action: MinMaxNormalizer
-
-    @property
-    def discrete_dims(self) -> tuple[int, ...]:
-        return tuple(self.action.discrete_dims)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Plain arrays for a saved policy (discrete dims go in its metadata)."""
-        return {
-            "obs_offset": np.asarray(self.obs.offset),
-            "obs_scale": np.asarray(self.obs.scale),
-            "action_low": np.asarray(self.action.low),
-            "action_high": np.asarray(self.action.high),
-        }
-
-    @classmethod
-    def from_arrays(cls, arrays: dict, discrete_dims: Sequence[int]) -> Normalizers:
-        action = MinMaxNormalizer(
-            jnp.asarray(arrays["action_low"], jnp.float32),
-            jnp.asarray(arrays["action_high"], jnp.float32),
-            tuple(int(d) for d in discrete_dims),
-        )
-        obs = ObsNormalizer(
-            jnp.asarray(arrays["obs_offset"], jnp.float32), jnp.asarray(arrays["obs_scale"], jnp.float32)
-        )
-        return cls(obs, action)
+# The shared chunk normalisers (robojax.data); the name stays for Diffusion Policy's callers.
+Normalizers = ChunkNormalizers
 
 
 def fit_normalizers(
     observations, actions, config: DiffusionPolicyConfig, discrete_dims: Sequence[int] = ()
 ) -> Normalizers:
     """Fit both normalisers on a dataset's raw observations [N, obs_dim] and actions [N, A]."""
-    action = MinMaxNormalizer.fit(actions, discrete_dims=tuple(discrete_dims))
-    action = action.replace(low=jnp.asarray(action.low), high=jnp.asarray(action.high))
-    return Normalizers(ObsNormalizer.fit(observations, config.obs_normalization), action)
+    return ChunkNormalizers.fit(observations, actions, config.obs_normalization, discrete_dims)
 
 
 def actions_to_model(actions: jax.Array, normalizers: Normalizers, config: DiffusionPolicyConfig) -> jax.Array:
@@ -118,23 +87,17 @@ def schedule_of(config: DiffusionPolicyConfig) -> NoiseSchedule:
 
 def learning_rate_schedule(config: DiffusionPolicyConfig) -> optax.Schedule:
     """Linear warm-up to the peak rate, then cosine decay to 0 at total_grad_steps (Chi et al. App. D)."""
-    warmup = min(config.warmup_steps, max(config.total_grad_steps - 1, 0))
-    return optax.warmup_cosine_decay_schedule(
-        0.0,
-        config.learning_rate,
-        warmup_steps=warmup,
-        decay_steps=max(config.total_grad_steps, warmup + 1),
-        end_value=0.0,
-    )
+    return optim.warmup_cosine_schedule(config.learning_rate, config.warmup_steps, config.total_grad_steps)
 
 
 def optimizer(config: DiffusionPolicyConfig) -> optax.GradientTransformation:
-    adamw = optax.adamw(
-        learning_rate_schedule(config), b1=config.adam_b1, b2=config.adam_b2, eps=1e-8, weight_decay=config.weight_decay
+    return optim.adamw(
+        learning_rate_schedule(config),
+        b1=config.adam_b1,
+        b2=config.adam_b2,
+        weight_decay=config.weight_decay,
+        clip_norm=config.grad_clip_norm,
     )
-    if config.grad_clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
-    return adamw
 
 
 def init(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from robojax.optim import ema_decay, ema_update  # noqa: F401 - shared with EBT-Policy
+
 
 def denoising_loss(model_output: jax.Array, target: jax.Array) -> jax.Array:
     """DDPM L_simple (Chi et al. Eq. 5): MSE(eps^k, eps_theta(O, A^0 + eps^k, k)), mean over B, Tp, A.
@@ -20,15 +22,3 @@ def denoising_loss(model_output: jax.Array, target: jax.Array) -> jax.Array:
 def chunk_regression_loss(predicted_chunk: jax.Array, actions: jax.Array) -> jax.Array:
     """The MSE behaviour-cloning baseline: regress the normalised chunk A^0 directly."""
     return jnp.mean(jnp.square(predicted_chunk.astype(jnp.float32) - actions.astype(jnp.float32)))
-
-
-def ema_decay(step: jax.Array, power: float, max_decay: float, inv_gamma: float = 1.0) -> jax.Array:
-    """Chi et al.'s EMAModel decay 1 - (1 + step / inv_gamma)^-power, clamped to [0, max_decay]; 0 at step 0."""
-    step = jnp.asarray(step, jnp.float32)
-    decay = 1.0 - (1.0 + step / inv_gamma) ** (-power)
-    return jnp.where(step <= 0, 0.0, jnp.clip(decay, 0.0, max_decay))
-
-
-def ema_update(ema_params, params, decay: jax.Array):
-    """ema <- decay * ema + (1 - decay) * params, leaf by leaf."""
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)

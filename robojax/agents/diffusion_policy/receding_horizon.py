@@ -1,8 +1,9 @@
-"""Diffusion Policy's receding-horizon inference, as a `robojax.policy.Policy` (the one copy).
+"""Diffusion Policy's receding-horizon inference, as a `robojax.policy.Policy` (on `robojax.policy.receding_horizon`).
 
 The policy executes one action per call and replans every `action_steps` (Ta) calls: by full
 DDPM, DDIM with k steps, or RTI (the first chunk cold, later ones warm-started from the shifted
-previous chunk at step K', see `rti.py`). Its carry (`PolicyCarry`) holds
+previous chunk at step K', see `rti.py`). Its carry (`PolicyCarry`: the shared `ChunkCarry` with
+no plan_info) holds
 
     obs_history [B, To, obs_dim]  raw observations, oldest first (B = 1 for the single-env policy)
     chunk       [B, Tp, A]        the current plan in the model's (normalised) action space
@@ -24,7 +25,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from robojax.agents.diffusion_policy import rti
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig
@@ -32,17 +32,10 @@ from robojax.agents.diffusion_policy.learner import Normalizers, TrainState, act
 from robojax.agents.diffusion_policy.networks import global_condition, make_denoiser
 from robojax.diffusion import samplers
 from robojax.envs.core import ArraySpec
-from robojax.policy import Policy
+from robojax.policy import ChunkCarry, Policy, receding_horizon
 
-
-@struct.dataclass
-class PolicyCarry:
-    """Receding-horizon state between control steps (one env, or a batch with a shared replan clock)."""
-
-    obs_history: jax.Array  # [B, To, obs_dim] raw observations, oldest first
-    chunk: jax.Array  # [B, Tp, A] the current plan in the model's space
-    index: jax.Array  # () int32: the chunk position of the next action to execute
-    has_chunk: jax.Array  # () bool: False until the first plan (an episode start)
+# The carry is the shared receding-horizon one (robojax.policy.ChunkCarry, plan_info empty).
+PolicyCarry = ChunkCarry
 
 
 def inference_timesteps(
@@ -147,44 +140,30 @@ def _receding_horizon(
         x_T = jax.random.normal(noise_key, (B, Tp, A), jnp.float32)
         return denoise_through(cond, x_T, sample_key, cold_steps, cold_method)
 
-    def init_carry() -> PolicyCarry:
-        return PolicyCarry(
-            obs_history=jnp.zeros((B, To, obs_dim), jnp.float32),
-            chunk=jnp.zeros((B, Tp, A), jnp.float32),
-            index=jnp.zeros((), jnp.int32),
-            has_chunk=jnp.zeros((), bool),
-        )
+    def plan_for_carry(history, carry, key, fresh):
+        if warm_start:
+            new = jax.lax.cond(
+                fresh, lambda: plan(history, carry.chunk, key, False), lambda: plan(history, carry.chunk, key, True)
+            )
+        else:
+            new = plan(history, carry.chunk, key, False)
+        return new, ()
 
-    def step(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
-        single = batch_size is None
-        history, chunk = carry.obs_history, carry.chunk
-        obs = jnp.asarray(obs, jnp.float32)
-        if single:  # the carry keeps a batch axis of 1
-            obs = obs[None]
-        fresh = ~carry.has_chunk
-        # Episode start: the history is the first observation repeated (make_windows' padding).
-        history = jnp.where(
-            fresh, jnp.repeat(obs[:, None], To, axis=1), jnp.concatenate([history[:, 1:], obs[:, None]], axis=1)
-        )
-        need_plan = fresh | (carry.index >= n_exec)
-
-        def replan(_):
-            if warm_start:
-                new = jax.lax.cond(
-                    fresh, lambda: plan(history, chunk, key, False), lambda: plan(history, chunk, key, True)
-                )
-            else:
-                new = plan(history, chunk, key, False)
-            return new, jnp.zeros((), jnp.int32)
-
-        chunk, index = jax.lax.cond(need_plan, replan, lambda _: (chunk, carry.index), None)
-        x = jax.lax.dynamic_index_in_dim(chunk, index, axis=1, keepdims=False)  # [B, A]
+    def to_action(x):
         action = actions_from_model(x, normalizers, config)
         action = rti.binarize_discrete(action, discrete)
-        action = jnp.clip(action, low, high).astype(dtype)
-        new_carry = PolicyCarry(history, chunk, index + 1, jnp.ones((), bool))
-        return (action[0] if single else action), new_carry
+        return jnp.clip(action, low, high).astype(dtype)
 
+    init_carry, step = receding_horizon(
+        plan_for_carry,
+        to_action,
+        obs_dim=obs_dim,
+        action_dim=A,
+        obs_horizon=To,
+        pred_horizon=Tp,
+        action_steps=n_exec,
+        batch_size=batch_size,
+    )
     return init_carry, step, plan
 
 

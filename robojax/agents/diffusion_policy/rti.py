@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from robojax.data.normalizer import binarize_discrete  # noqa: F401 - the executed-gripper rule, shared
+
 
 def warm_start_timesteps(start_step: int, num_steps: int) -> tuple[int, ...]:
     """The decreasing step list from K' down to 0 with `num_steps` entries, floor-spaced.
@@ -86,14 +88,6 @@ def unscale_discrete(actions: jax.Array, discrete_dims: Sequence[int], scale: fl
         return actions
     mask = _dims_mask(actions.shape[-1], discrete_dims)
     return jnp.where(mask, actions * scale, actions)
-
-
-def binarize_discrete(actions: jax.Array, discrete_dims: Sequence[int]) -> jax.Array:
-    """Executed gripper commands are sign-binarised to +-1 (RTI-DP: `where(a > 0, 1, -1)`)."""
-    if not discrete_dims:
-        return actions
-    mask = _dims_mask(actions.shape[-1], discrete_dims)
-    return jnp.where(mask, jnp.where(actions > 0, 1.0, -1.0).astype(actions.dtype), actions)
 
 
 def warm_start_guess(
