@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 Carry = Any
@@ -186,3 +187,12 @@ def receding_horizon(
         return (action[0] if batch_size is None else action), new_carry
 
     return init_carry, step
+
+
+def spec_action_bounds(action_spec) -> dict:
+    """{action_low, action_high, action_dtype} of an env's action spec, as the chunking policies' builders take them."""
+    return {
+        "action_low": np.broadcast_to(action_spec.low, action_spec.shape),
+        "action_high": np.broadcast_to(action_spec.high, action_spec.shape),
+        "action_dtype": action_spec.dtype,
+    }

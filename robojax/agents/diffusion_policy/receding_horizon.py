@@ -32,7 +32,7 @@ from robojax.agents.diffusion_policy.learner import Normalizers, TrainState, act
 from robojax.agents.diffusion_policy.networks import global_condition, make_denoiser
 from robojax.diffusion import samplers
 from robojax.envs.core import ArraySpec
-from robojax.policy import ChunkCarry, Policy, receding_horizon
+from robojax.policy import ChunkCarry, Policy, receding_horizon, spec_action_bounds
 
 # The carry is the shared receding-horizon one (robojax.policy.ChunkCarry, plan_info empty).
 PolicyCarry = ChunkCarry
@@ -240,9 +240,7 @@ def receding_horizon_policy(
         inference,
         observation_spec.shape[0],
         action_spec.shape[0],
-        action_low=np.broadcast_to(action_spec.low, action_spec.shape),
-        action_high=np.broadcast_to(action_spec.high, action_spec.shape),
-        action_dtype=action_spec.dtype,
+        **spec_action_bounds(action_spec),
         name=name,
     )
 

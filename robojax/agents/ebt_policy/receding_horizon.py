@@ -24,7 +24,7 @@ from robojax.agents.ebt_policy import learner
 from robojax.agents.ebt_policy.config import EBTPolicyConfig, InferenceConfig
 from robojax.data.normalizer import ChunkNormalizers, binarize_discrete
 from robojax.envs.core import ArraySpec
-from robojax.policy import Policy, receding_horizon
+from robojax.policy import Policy, receding_horizon, spec_action_bounds
 
 
 def action_chunking(config: EBTPolicyConfig, inference: InferenceConfig) -> dict:
@@ -130,9 +130,7 @@ def receding_horizon_policy(
         inference,
         observation_spec.shape[0],
         action_spec.shape[0],
-        action_low=np.broadcast_to(action_spec.low, action_spec.shape),
-        action_high=np.broadcast_to(action_spec.high, action_spec.shape),
-        action_dtype=action_spec.dtype,
+        **spec_action_bounds(action_spec),
         name=name,
     )
 
