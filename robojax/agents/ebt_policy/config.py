@@ -153,10 +153,10 @@ class EBTPolicyConfig:
         ):
             check_number(self, name, allow_zero=True)
         check_number(self, "attention_dropout", allow_zero=True)
-        if self.width % self.num_heads or (self.width // self.num_heads) % 2:
+        if self.width % self.num_heads:
             raise ValueError(
-                f"EBTPolicyConfig.width ({self.width}) must divide into num_heads ({self.num_heads}) heads of even"
-                " width; pick a width that is a multiple of 2 * num_heads"
+                f"EBTPolicyConfig.width ({self.width}) must divide into num_heads ({self.num_heads}) equal heads;"
+                " pick a width that is a multiple of num_heads"
             )
         if self.width % 2:
             raise ValueError(f"EBTPolicyConfig.width must be even (sin-cos embedding), got {self.width}")
