@@ -224,7 +224,7 @@ def best_of_n(descend_fn: Callable[[jax.Array], Descent], a0: jax.Array) -> tupl
         chunk=pick(out.chunk, 0),
         energy=pick(out.energy, 0),
         steps=pick(out.steps, 0),
-        energies=jnp.moveaxis(pick(out.energies, 1), 0, -1) if out.energies.ndim == 2 else out.energies,
-        grad_norms=jnp.moveaxis(pick(out.grad_norms, 1), 0, -1) if out.grad_norms.ndim == 2 else out.grad_norms,
+        energies=pick(out.energies, 1).T,  # [K, B*N] -> [K, B]
+        grad_norms=pick(out.grad_norms, 1).T,
     )
     return kept, best

@@ -242,9 +242,8 @@ def energy_evaluations(inference: InferenceConfig) -> dict:
     """Network work per plan, counted structurally: each descent step is a forward and a backward
     pass (~3 forwards), the kept plan's energy one forward more, times num_samples."""
     steps = inference.descent_length()
-    per_sample = {"grad_steps": steps, "forwards": steps + 1}
     return {
-        **per_sample,
+        "grad_steps": steps,
         "samples": inference.num_samples,
         "forward_equivalents": inference.num_samples * (3 * steps + 1),
     }

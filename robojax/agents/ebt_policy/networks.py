@@ -101,7 +101,3 @@ def make_energy_model(config: EBTPolicyConfig, action_dim: int) -> EnergyModel:
         qk_norm=config.qk_norm,
         dropout_rate=config.attention_dropout,
     )
-
-
-def count_params(params) -> int:
-    return int(sum(jnp.size(x) for x in jax.tree.leaves(params)))

@@ -10,7 +10,9 @@ import pytest
 
 from robojax.agents.ebt_policy import descent, learner, losses
 from robojax.agents.ebt_policy.config import InferenceConfig
-from tests.agents.ebt_policy.small import ACTION_DIM, tiny_batch, tiny_config, tiny_state
+from robojax.agents.ebt_policy.receding_horizon import make_policy
+from robojax.policy import batch_policy
+from tests.agents.ebt_policy.small import ACTION_DIM, OBS_DIM, tiny_batch, tiny_config, tiny_state
 
 CONFIG = tiny_config()
 STATE = tiny_state(CONFIG)
@@ -139,7 +141,7 @@ def test_best_of_n_keeps_the_lowest_energy_plan():
     run = functools.partial(
         descent.descend, energy_fn, key=jax.random.key(4), config=CONFIG, inference=inference, alpha=alpha
     )
-    kept, best = descent.best_of_n(lambda a: run(a), a0)
+    kept, best = descent.best_of_n(run, a0)
     every = run(a0.reshape(3 * n, CONFIG.pred_horizon, ACTION_DIM))
     energies = np.asarray(every.energy).reshape(3, n)
     np.testing.assert_array_equal(best, energies.argmin(1))
@@ -151,10 +153,6 @@ def test_best_of_n_keeps_the_lowest_energy_plan():
 
 
 def test_receding_horizon_policy_carries_the_plan_energy():
-    from robojax.agents.ebt_policy.receding_horizon import make_policy
-    from robojax.policy import batch_policy
-    from tests.agents.ebt_policy.small import OBS_DIM
-
     inference = InferenceConfig(inference_steps=2)
     policy = make_policy(STATE.params, STATE.normalizers, CONFIG, inference, OBS_DIM, ACTION_DIM)
     assert policy.executed_steps == CONFIG.action_horizon == 2
