@@ -174,10 +174,12 @@ def test_sac_host_loop_trains_against_sim_servers():
             progress_bar=False,
             sac=sac,
         )
+        # A generous per-request timeout: the servers share this process (and, under pytest-xdist,
+        # the CPU) with the learner's compiles, so a reply can take longer than a real robot's 0.5 s.
         result = host_loop.train(
             config,
-            env_factory=lambda: RobotEnv(train_srv.address, episode_length=50, autoreset=True),
-            eval_env_factory=lambda: RobotEnv(eval_srv.address, episode_length=50, autoreset=True),
+            env_factory=lambda: RobotEnv(train_srv.address, episode_length=50, autoreset=True, timeout_s=5.0),
+            eval_env_factory=lambda: RobotEnv(eval_srv.address, episode_length=50, autoreset=True, timeout_s=5.0),
         )
     assert result.steps == 300 and result.updates > 0
     assert len(result.eval_history) == 1 and np.isfinite(result.final_return)
