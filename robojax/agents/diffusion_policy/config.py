@@ -15,11 +15,11 @@ from robojax.config_utils import (
     check_choice,
     check_dims,
     check_int,
-    check_non_negative_int,
     check_number,
     field,
     renamed,
 )
+from robojax.imitation.config import ChunkTrainConfig
 
 OBJECTIVES = ("diffusion", "mse")
 DENOISERS = ("unet", "mlp")
@@ -210,37 +210,8 @@ class InferenceConfig:
 
 @renamed(eval_every="eval_interval", checkpoint_every="checkpoint_interval")
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """The training loop: dataset, run directory, evaluation and checkpoints, and the learner's config."""
+class TrainConfig(ChunkTrainConfig):
+    """The training loop (`robojax.imitation.config.ChunkTrainConfig`) and the learner's config."""
 
-    dataset: str = field("", "Episode dataset directory (robojax.episodes/1, from experiments.collect_demos).")
-    workdir: str | None = field(None, "Run directory for checkpoints, metrics and the final policy (None: no files).")
-    seed: int = field(0, "Seed of every random stream in the run.")
-    max_episodes: int = field(0, "Use only the first N episodes of the dataset (0: all).")
-    updates_per_call: int = field(100, "Gradient steps inside one jitted lax.scan call.")
-    eval_interval: int = field(5_000, "Gradient steps between success-rate evaluations (0: only at the end).")
-    eval_episodes: int = field(50, "Episodes per evaluation, run as one batch of envs.")
-    eval_env: str = field("", "Env for evaluation ('' = the dataset's env; 'none' = no evaluation).")
-    eval_episode_length: int = field(0, "Control steps per evaluation episode (0: the task's own).")
-    checkpoint_interval: int = field(5_000, "Gradient steps between checkpoints (also one at the end).")
-    checkpoints_to_keep: int = field(2, "Most recent checkpoints kept on disk.")
-    resume: bool = field(False, "Continue from the latest checkpoint in workdir.")
-    progress_bar: bool = field(True, "Show a progress bar when stderr is a terminal.")
     policy: DiffusionPolicyConfig = dataclasses.field(default_factory=DiffusionPolicyConfig)
     inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
-
-    def __post_init__(self):
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError("TrainConfig.dataset must name an episode dataset directory (--dataset=DIR)")
-        check_non_negative_int(self, "seed")
-        for name in ("updates_per_call", "eval_episodes", "checkpoint_interval", "checkpoints_to_keep"):
-            check_int(self, name)
-        for name in ("max_episodes", "eval_interval", "eval_episode_length"):
-            check_int(self, name, minimum=0)
-        if self.resume and not self.workdir:
-            raise ValueError("TrainConfig.resume needs a workdir to resume from")
-        if not isinstance(self.policy, DiffusionPolicyConfig):
-            raise TypeError(f"TrainConfig.policy must be a DiffusionPolicyConfig, got {type(self.policy).__name__}")
-        if not isinstance(self.inference, InferenceConfig):
-            raise TypeError(f"TrainConfig.inference must be an InferenceConfig, got {type(self.inference).__name__}")
-        self.inference.check_against(self.policy)

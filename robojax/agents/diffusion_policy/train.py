@@ -1,472 +1,77 @@
-"""The Diffusion Policy training loop: windows on device, scanned updates, closed-loop MJX evaluation.
+"""The Diffusion Policy training loop: the shared chunk-policy loop (`robojax.imitation.train`) for this learner.
 
-The dataset (an episode directory, `robojax.data.episodes`) is cut into (To observations, Tp
-actions) windows once and put on the device. Each jitted call runs `updates_per_call` gradient
-steps in a `lax.scan`, each on a minibatch drawn uniformly from the windows. Between calls the host
-evaluates (every `eval_interval` steps: one jitted `lax.scan` over a whole episode of a batch of
-`eval_episodes` MJX envs with the receding-horizon policy inside, replanning every Ta steps),
-logs, and checkpoints. Every random stream lives in the saved `LoopState`, and evaluation draws
-from its own stream keyed by the step count, so a resumed run continues exactly.
+Windows on device, `updates_per_call` scanned gradient steps per jitted call, closed-loop MJX
+success evaluation every `eval_interval` steps, Orbax checkpoints with exact resume, and the final
+policy (EMA parameters and normalisers) in `policy/`. The functions here are that loop's, bound to
+`LEARNER`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
-import time
 from collections.abc import Callable
-from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import logging as absl_logging
-from flax import struct
-
-from robojax import checkpoint as ckpt
-from robojax import evaluation, runs
 from robojax import logging as rlog  # noqa: F401 - the loop's sinks (tests read rlog.read_jsonl through here)
 from robojax.agents.diffusion_policy import learner, receding_horizon
 from robojax.agents.diffusion_policy.config import DiffusionPolicyConfig, InferenceConfig, TrainConfig
-from robojax.config_utils import from_dict, to_dict
-from robojax.data.episodes import EpisodeDataset, load_episodes
-from robojax.data.windows import make_windows
-from robojax.envs import registry as env_registry
-from robojax.envs.core import ArraySpec, Env
-from robojax.evaluation import episode_length_of, make_episode_evaluator
-from robojax.policy import Policy
+from robojax.data.episodes import EpisodeDataset
+from robojax.envs.core import Env
+from robojax.imitation import train as loop
+from robojax.imitation.train import (  # noqa: F401 - part of this module's interface
+    RESUMABLE_CHANGES,
+    LoadedPolicy,
+    LoopState,
+    TrainResult,
+    evaluate_success,
+    make_eval_env,
+    measure_latency,
+)
 
 POLICY_FORMAT = "robojax.diffusion_policy/1"
 RUN_FORMAT = "robojax.diffusion_policy.loop/1"
-# Top-level loop settings that may change between a run and its resumption without changing what it learns.
-RESUMABLE_CHANGES = (
-    "workdir",
-    "resume",
-    "progress_bar",
-    "eval_interval",
-    "eval_episodes",
-    "eval_env",
-    "eval_episode_length",
-    "checkpoint_interval",
-    "checkpoints_to_keep",
-    "inference",
-    "dataset",
+
+LEARNER = loop.ChunkLearner(
+    name="Diffusion Policy",
+    experiment="experiments.train_diffusion_policy",
+    policy_format=POLICY_FORMAT,
+    run_format=RUN_FORMAT,
+    train_config=TrainConfig,
+    policy_config=DiffusionPolicyConfig,
+    inference_config=InferenceConfig,
+    init=learner.init,
+    update=learner.update,
+    fit_normalizers=learner.fit_normalizers,
+    make_policy=receding_horizon.make_policy,
+    describe=lambda config: {"objective": config.objective},
 )
 
 
-@struct.dataclass
-class LoopState:
-    """The whole state of a run between jitted calls (what a checkpoint holds)."""
-
-    learner: learner.TrainState
-    rng: jax.Array  # minibatch sampling
-
-
-@dataclasses.dataclass
-class TrainResult:
-    final_return: float | None  # None: no evaluation
-    final_success: float | None
-    eval_history: list[dict]
-    steps: int  # gradient steps
-    wall_s: float
-    first_iteration_s: float  # the first jitted call, including compiling it
-    workdir: str | None
-    state: LoopState = dataclasses.field(repr=False)
-
-
-# --------------------------------------------------------------------------------------------- data
-
-
 def load_dataset(path: str, max_episodes: int = 0) -> EpisodeDataset:
-    """The episode dataset at `path`, optionally cut to its first `max_episodes` episodes."""
-    dataset = load_episodes(path)
-    if max_episodes:
-        if max_episodes > len(dataset.episodes):
-            raise ValueError(
-                f"max_episodes={max_episodes} but {path} holds {len(dataset.episodes)} episodes;"
-                " collect more or lower max_episodes"
-            )
-        dataset = dataclasses.replace(dataset, episodes=dataset.episodes[:max_episodes])
-    if len(dataset.action_spec.shape) != 1 or len(dataset.observation_spec.shape) != 1:
-        raise ValueError(
-            f"{path}: Diffusion Policy here needs flat state observations and actions, got"
-            f" {dataset.observation_spec.shape} and {dataset.action_spec.shape}"
-        )
-    return dataset
+    return loop.load_dataset(path, max_episodes, LEARNER.name)
 
 
-def prepare_data(dataset: EpisodeDataset, config: DiffusionPolicyConfig) -> tuple[dict, learner.Normalizers]:
-    """Windows as device arrays {obs [N, To, D], actions [N, Tp, A]} and normalisers fitted on all steps."""
-    windows = make_windows(dataset, config.obs_horizon, config.pred_horizon)
-    observations = np.concatenate([np.asarray(e.observations, np.float32) for e in dataset.episodes])
-    actions = np.concatenate([np.asarray(e.actions, np.float32) for e in dataset.episodes])
-    normalizers = learner.fit_normalizers(observations, actions, config, dataset.discrete_action_dims)
-    data = {"obs": jnp.asarray(windows["obs"]), "actions": jnp.asarray(windows["actions"])}
-    return data, normalizers
+def prepare_data(dataset: EpisodeDataset, config: DiffusionPolicyConfig):
+    return loop.prepare_data(dataset, config, LEARNER)
 
 
-def init_loop_state(
-    key: jax.Array, dataset: EpisodeDataset, config: DiffusionPolicyConfig, normalizers: learner.Normalizers
-) -> LoopState:
-    learner_key, loop_key = jax.random.split(key)
-    state = learner.init(
-        learner_key, dataset.observation_spec.shape[0], dataset.action_spec.shape[0], config, normalizers
-    )
-    return LoopState(learner=state, rng=loop_key)
+def init_loop_state(key, dataset: EpisodeDataset, config: DiffusionPolicyConfig, normalizers) -> LoopState:
+    return loop.init_loop_state(key, dataset, config, normalizers, LEARNER)
 
 
-# --------------------------------------------------------------------------------------------- jitted work
-
-
-@functools.lru_cache(maxsize=8)
 def make_train_call(config: DiffusionPolicyConfig, num_updates: int) -> Callable:
-    """Jitted `num_updates` gradient steps in one `lax.scan`: (LoopState, data) -> (LoopState, mean metrics)."""
-
-    def one_update(state: LoopState, data):
-        rng, key = jax.random.split(state.rng)
-        n = data["obs"].shape[0]
-        idx = jax.random.randint(key, (config.batch_size,), 0, n)
-        batch = {"obs": data["obs"][idx], "actions": data["actions"][idx]}
-        learner_state, metrics = learner.update(state.learner, batch)
-        return LoopState(learner=learner_state, rng=rng), metrics
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def call(state: LoopState, data: dict):
-        state, metrics = jax.lax.scan(lambda s, _: one_update(s, data), state, None, length=num_updates)
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return call
+    return loop.make_train_call(learner.update, config.batch_size, num_updates)
 
 
-def make_evaluator(
-    env: Env,
-    config: DiffusionPolicyConfig,
-    inference: InferenceConfig,
-    observation_spec: ArraySpec,
-    action_spec: ArraySpec,
-) -> Callable:
-    """Jitted closed-loop evaluation: one episode in every env of the batched `env` (robojax.evaluation).
-
-    Returns `evaluate(params, normalizers, key) -> {eval/success, eval/success_any_step, eval/return,
-    eval/successes}`: success is the task's flag at each episode's end, counted once per env. The
-    policy replans every `action_steps` control steps, all envs on the same clock.
-    """
-    bounds = [tuple(np.broadcast_to(b, action_spec.shape).tolist()) for b in (action_spec.low, action_spec.high)]
-    return _evaluator(
-        env,
-        config,
-        inference,
-        observation_spec.shape[0],
-        action_spec.shape[0],
-        *bounds,
-        np.dtype(action_spec.dtype).name,
-    )
+def make_evaluator(env: Env, config: DiffusionPolicyConfig, inference: InferenceConfig, observation_spec, action_spec):
+    return loop.make_evaluator(env, LEARNER, config, inference, observation_spec, action_spec)
 
 
-@functools.lru_cache(maxsize=16)
-def _evaluator(env, config, inference, obs_dim, action_dim, action_low, action_high, action_dtype) -> Callable:
-    # Cached on hashable figures (an ArraySpec holds arrays): a resumed run or a second evaluation reuses it.
-    def build(params_and_normalizers):
-        params, normalizers = params_and_normalizers
-        return receding_horizon.make_policy(
-            params,
-            normalizers,
-            config,
-            inference,
-            obs_dim,
-            action_dim,
-            action_low=action_low,
-            action_high=action_high,
-            action_dtype=action_dtype,
-        )
-
-    episodes = make_episode_evaluator(env, build, episode_length=episode_length_of(env))
-
-    @jax.jit
-    def evaluate(params, normalizers: learner.Normalizers, key: jax.Array) -> dict:
-        out = episodes((params, normalizers), key)
-        return {
-            "eval/success": jnp.mean(out["success"].astype(jnp.float32)),
-            "eval/success_any_step": jnp.mean(out["success_any_step"].astype(jnp.float32)),
-            "eval/return": jnp.mean(out["return"]),
-            "eval/successes": out["success"],
-        }
-
-    return evaluate
-
-
-def make_eval_env(name: str, num_envs: int, episode_length: int = 0) -> Env:
-    return env_registry.make(name, num_envs=num_envs, episode_length=episode_length or None)
-
-
-# --------------------------------------------------------------------------------------------- run metadata
-
-
-def run_metadata(config: TrainConfig, dataset: EpisodeDataset) -> dict:
-    """What config.json, every checkpoint and the saved policy record about the run."""
-    return runs.run_metadata(
-        RUN_FORMAT,
-        to_dict(config),
-        dataset=os.path.abspath(config.dataset),
-        dataset_episodes=len(dataset.episodes),
-        dataset_steps=dataset.num_steps,
-        env=dataset.env,
-        control_dt=dataset.control_dt,
-        observation_spec=dataset.observation_spec.to_dict(),
-        action_spec=dataset.action_spec.to_dict(),
-        discrete_action_dims=list(dataset.discrete_action_dims),
-    )
-
-
-def resume_fingerprint(metadata: dict) -> dict:
-    """The part of the run metadata that must match for a resume to continue the same run."""
-    # Through from_dict: checkpoints saved under the old field names compare by the new ones.
-    saved = to_dict(from_dict(TrainConfig, metadata["config"]))
-    return {
-        "dataset_episodes": metadata["dataset_episodes"],
-        "dataset_steps": metadata["dataset_steps"],
-        "observation_spec": {k: metadata["observation_spec"][k] for k in ("shape", "dtype")},
-        "action_spec": {k: metadata["action_spec"][k] for k in ("shape", "dtype")},
-        "discrete_action_dims": metadata["discrete_action_dims"],
-        "config": runs.without_fields(saved, RESUMABLE_CHANGES),
-    }
-
-
-# --------------------------------------------------------------------------------------------- saved policies
-
-
-def save_policy(directory: str, state: learner.TrainState, metadata: dict) -> str:
-    """The EMA parameters and normalisers with a JSON sidecar (written aside, then renamed)."""
-    tree = {"params": state.ema_params, "normalizers": state.normalizers.to_arrays()}
-    meta = {
-        **metadata,
-        "format": POLICY_FORMAT,
-        "policy_config": to_dict(state.config),
-        "obs_dim": state.obs_dim,
-        "action_dim": state.action_dim,
-        "train_steps": int(state.step),
-    }
-    return ckpt.save_policy(directory, jax.device_get(tree), meta)
-
-
-@dataclasses.dataclass
-class LoadedPolicy:
-    params: Any
-    normalizers: learner.Normalizers
-    config: DiffusionPolicyConfig
-    obs_dim: int
-    action_dim: int
-    action_spec: ArraySpec
-    observation_spec: ArraySpec
-    metadata: dict
-
-    def policy(self, inference: InferenceConfig) -> Policy:
-        """The single-env receding-horizon policy (`batch_policy(policy, n)` for n envs on one clock)."""
-        return receding_horizon.receding_horizon_policy(
-            self.params, self.normalizers, self.config, inference, self.observation_spec, self.action_spec
-        )
-
-
-def load_policy(path: str) -> LoadedPolicy:
-    """A saved policy from its directory, or from a run directory holding `policy/`."""
-    path = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isfile(os.path.join(path, "policy.json")) and os.path.isfile(
-        os.path.join(path, "policy", "policy.json")
-    ):
-        path = os.path.join(path, "policy")
-    tree, meta = ckpt.load_policy(path)
-    if meta.get("format") != POLICY_FORMAT:
-        raise ValueError(
-            f"{path} holds a {meta.get('format')!r} policy, not a Diffusion Policy ({POLICY_FORMAT});"
-            " pass the policy/ directory (or run directory) of experiments.train_diffusion_policy"
-        )
-    config = from_dict(DiffusionPolicyConfig, meta["policy_config"])
-    params = jax.tree.map(jnp.asarray, tree["params"])
-    normalizers = learner.Normalizers.from_arrays(tree["normalizers"], meta["discrete_action_dims"])
-    return LoadedPolicy(
-        params,
-        normalizers,
-        config,
-        int(meta["obs_dim"]),
-        int(meta["action_dim"]),
-        ArraySpec.from_dict(meta["action_spec"]),
-        ArraySpec.from_dict(meta["observation_spec"]),
-        meta,
-    )
-
-
-# --------------------------------------------------------------------------------------------- the loop
+run_metadata = functools.partial(loop.run_metadata, LEARNER)
+save_policy = functools.partial(loop.save_policy, LEARNER)
+load_policy = functools.partial(loop.load_policy, LEARNER)
+evaluate_saved_policy = functools.partial(loop.evaluate_saved_policy, LEARNER)
 
 
 def train(config: TrainConfig, env_factory: Callable[[str, int, int], Env] | None = None) -> TrainResult:
-    """Run (or resume) Diffusion Policy training on the dataset in `config.dataset`.
-
-    env_factory: `(name, num_envs, episode_length) -> batched Env` for evaluation (default: envs.make).
-    """
-    start = time.perf_counter()
-    dataset = load_dataset(config.dataset, config.max_episodes)  # bad datasets fail before any directory is made
-    # The headline figure is the success rate: it is what the progress bar and eval_history follow.
-    with runs.Run(
-        config.workdir,
-        resume=config.resume,
-        resume_flag="--resume",
-        started=start,
-        resumable=RESUMABLE_CHANGES,
-        fingerprint=resume_fingerprint,
-        checkpoints_to_keep=config.checkpoints_to_keep,
-        stdout_keys=("eval/success", "eval/success_any_step", "eval/return"),
-        eval_key="eval/success",
-        progress_bar=config.progress_bar,
-    ) as run:
-        return _train(config, dataset, env_factory or make_eval_env, run)
-
-
-def _train(config: TrainConfig, dataset: EpisodeDataset, make_env, run: runs.Run) -> TrainResult:
-    policy_config = config.policy
-    data, normalizers = prepare_data(dataset, policy_config)
-    root = jax.random.PRNGKey(config.seed)
-    train_key, eval_root = jax.random.split(root)
-    state = init_loop_state(train_key, dataset, policy_config, normalizers)
-    metadata = run_metadata(config, dataset)
-    run.describe(metadata)
-    if run.resuming:
-        state, _ = run.restore(state)
-        absl_logging.info("resumed at step %d from %s", int(state.learner.step), run.checkpointer.directory)
-    steps = int(state.learner.step)
-    run.start(step=steps, total=policy_config.total_grad_steps)
-
-    eval_name = dataset.env if config.eval_env == "" else config.eval_env
-    evaluate = None
-    if eval_name and eval_name != "none":
-        eval_env = make_env(eval_name, config.eval_episodes, config.eval_episode_length)
-        evaluate = make_evaluator(
-            eval_env, policy_config, config.inference, dataset.observation_spec, dataset.action_spec
-        )
-
-    def run_eval(state: LoopState, step: int) -> dict:
-        # Its own random stream, keyed by the step count: evaluating never perturbs training.
-        learner_state = state.learner
-        key = jax.random.fold_in(eval_root, step)
-        out = jax.device_get(evaluate(learner_state.ema_params, learner_state.normalizers, key))
-        record = {k: float(v) for k, v in out.items() if k != "eval/successes"}
-        record.update(steps=step, wall_s=run.elapsed())
-        return run.log_eval(step, record)
-
-    last_eval = None
-    while steps < policy_config.total_grad_steps:
-        n = min(config.updates_per_call, policy_config.total_grad_steps - steps)
-        t0 = time.perf_counter()
-        state, metrics = make_train_call(policy_config, n)(state, data)
-        metrics = jax.device_get(metrics)
-        before, steps = steps, int(state.learner.step)
-        dt = time.perf_counter() - t0
-        run.advance(steps, seconds=dt)
-        record = {k: float(v) for k, v in metrics.items()}
-        record.update(steps=steps, updates_per_s=n / dt, wall_s=run.elapsed())
-        done = steps >= policy_config.total_grad_steps
-        run.log(steps, record)
-        if evaluate is not None and (run.crossed(before, steps, config.eval_interval) or done):
-            last_eval = run_eval(state, steps)
-        if run.checkpoint_due(before, steps, config.checkpoint_interval, final=done):
-            run.save(steps, state)
-    if evaluate is not None and (last_eval is None or last_eval["steps"] != steps):
-        last_eval = run_eval(state, steps)
-
-    run.finish(save_policy=lambda directory: save_policy(directory, state.learner, metadata), plot=False)
-    record = run.record()
-    return TrainResult(
-        final_return=None if last_eval is None else last_eval["eval/return"],
-        final_success=None if last_eval is None else last_eval["eval/success"],
-        **record.result_fields(steps=steps),
-        state=state,
-    )
-
-
-# --------------------------------------------------------------------------------------------- evaluation of saved policies
-
-
-def evaluate_success(
-    loaded: LoadedPolicy,
-    inference: InferenceConfig,
-    *,
-    episodes: int,
-    num_envs: int,
-    seed: int = 0,
-    env_name: str | None = None,
-    episode_length: int = 0,
-    make_env: Callable[[str, int, int], Env] | None = None,
-) -> dict:
-    """Success rate over `episodes` closed-loop episodes, run `num_envs` at a time (robojax.evaluation.evaluate)."""
-    name = env_name or loaded.metadata.get("env")
-    if not name:
-        raise ValueError("the policy's dataset names no env; pass the env to evaluate in")
-    make_env = make_env or make_eval_env
-    out = evaluation.evaluate(
-        loaded.policy(inference),
-        lambda n: make_env(name, n, episode_length),
-        episodes=episodes,
-        num_envs=num_envs,
-        seed=seed,
-        episode_length=episode_length or None,
-    )
-    return {"env": name, **{k: out[k] for k in ("episodes", "success", "success_any_step", "return", "wall_s")}}
-
-
-def measure_latency(
-    loaded: LoadedPolicy,
-    inference: InferenceConfig,
-    *,
-    num_actions: int = 200,
-    seed: int = 0,
-    env_name: str | None = None,
-) -> dict:
-    """Wall-clock of the jitted single-env `policy.step` per executed action (robojax.evaluation.measure_latency).
-
-    Observations come from a single unbatched env driven by the policy; the calls that replan are
-    also reported on their own as per-chunk latency, the first (cold) one as first_chunk_ms.
-    """
-    name = env_name or loaded.metadata.get("env")
-    if not name:
-        raise ValueError("the policy's dataset names no env; pass the env to time the policy in")
-    return evaluation.measure_latency(
-        loaded.policy(inference), env_registry.make(name), num_actions=num_actions, seed=seed
-    )
-
-
-def evaluate_saved_policy(
-    checkpoint: str,
-    inference: InferenceConfig,
-    *,
-    episodes: int,
-    num_envs: int,
-    latency_actions: int,
-    seed: int = 0,
-    env: str = "",
-    episode_length: int = 0,
-) -> dict:
-    """Success rate, batch-1 latency and NFE of a saved policy under one inference setting (eval_policy's work)."""
-    loaded = load_policy(checkpoint)
-    inference.check_against(loaded.config)
-    result = {
-        "checkpoint": os.path.abspath(checkpoint),
-        "objective": loaded.config.objective,
-        "inference": dataclasses.asdict(inference),
-    }
-    if episodes:
-        result.update(
-            evaluate_success(
-                loaded,
-                inference,
-                episodes=episodes,
-                num_envs=num_envs,
-                seed=seed,
-                env_name=env or None,
-                episode_length=episode_length,
-            )
-        )
-    if latency_actions:
-        result["latency"] = measure_latency(
-            loaded, inference, num_actions=latency_actions, seed=seed, env_name=env or None
-        )
-    return result
+    """Run (or resume) Diffusion Policy training on the dataset in `config.dataset` (see robojax.imitation.train)."""
+    return loop.train(LEARNER, config, env_factory)
