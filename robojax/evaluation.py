@@ -60,6 +60,7 @@ def make_episode_evaluator(
     *,
     episode_length: int,
     trace: Callable[[Any, jax.Array, Any], Any] | None = None,
+    policy_trace: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any, jax.Array], dict]:
     """Jitted `fn(params, key) -> dict` of per-episode arrays [n], one episode per env of `env`.
 
@@ -69,6 +70,8 @@ def make_episode_evaluator(
     key: the env resets from `key` itself; the policy's keys come from `fold_in(key, 1)`.
     trace: optional `(state, action, next_state) -> pytree of [n, ...]` recorded every step; adds
       "trace" (leaves [T, n, ...]) and "valid" ([T, n] bool: the step belonged to its episode).
+    policy_trace: optional `(policy carry after the step) -> pytree of [n, ...]` recorded every step
+      (e.g. a plan's energy); adds "policy_trace" (leaves [T, n, ...]) and "valid".
     """
     n = env.batch_size
     if n is None:
@@ -99,7 +102,11 @@ def make_episode_evaluator(
                 "truncated": jnp.where(valid, nxt.truncated, acc["truncated"]),
                 "running": valid & ~nxt.done,
             }
-            out = None if trace is None else (trace(state, action, nxt), valid)
+            out = (
+                None if trace is None else trace(state, action, nxt),
+                None if policy_trace is None else policy_trace(policy_carry),
+                valid,
+            )
             return (nxt, policy_carry, acc), out
 
         false = jnp.zeros(n, bool)
@@ -116,7 +123,11 @@ def make_episode_evaluator(
         result = {k: acc[k] for k in PER_EPISODE}
         result["truncated"] = acc["truncated"] | acc["running"]  # cut by the evaluation horizon
         if trace is not None:
-            result["trace"], result["valid"] = traced
+            result["trace"] = traced[0]
+        if policy_trace is not None:
+            result["policy_trace"] = traced[1]
+        if trace is not None or policy_trace is not None:
+            result["valid"] = traced[2]
         return result
 
     return jax.jit(run)
@@ -131,6 +142,8 @@ def evaluate(
     seed: int = 0,
     params: Any = None,
     episode_length: int | None = None,
+    trace: Callable[[Any, jax.Array, Any], Any] | None = None,
+    policy_trace: Callable[[Any], Any] | None = None,
 ) -> dict:
     """Mean return, success, success_any_step and length over `episodes` episodes, `num_envs` at a time.
 
@@ -138,6 +151,8 @@ def evaluate(
     env_factory: `(num_envs) -> batched Env`, so perturbed envs (domain randomisation, wrappers) fit.
     episode_length: default the env's (`episode_length_of`).
     Batch i resets from `fold_in(PRNGKey(seed), i)`. "per_episode" keeps the arrays of every episode.
+    trace / policy_trace: as `make_episode_evaluator`; "traced" then holds their arrays over all
+    episodes ({"trace", "policy_trace", "valid"}, leaves [T, episodes, ...]).
     """
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"evaluate needs episodes >= 1 and num_envs >= 1, got {episodes} and {num_envs}")
@@ -153,12 +168,19 @@ def evaluate(
     if env.batch_size != num_envs:
         raise ValueError(f"env_factory({num_envs}) returned an env of batch size {env.batch_size}, not {num_envs}")
     length = episode_length or episode_length_of(env)
-    run = make_episode_evaluator(env, build, episode_length=length)
+    run = make_episode_evaluator(env, build, episode_length=length, trace=trace, policy_trace=policy_trace)
     root = jax.random.PRNGKey(seed)
     start = time.perf_counter()
     batches = [jax.device_get(run(params, jax.random.fold_in(root, i))) for i in range(-(-episodes // num_envs))]
     per_episode = {k: np.concatenate([np.asarray(b[k]) for b in batches])[:episodes] for k in PER_EPISODE}
-    return {
+    traced = {}
+    for name in ("trace", "policy_trace", "valid"):
+        if name in batches[0]:
+            traced[name] = jax.tree.map(
+                lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1)[:, :episodes],
+                *[b[name] for b in batches],
+            )
+    out = {
         "episodes": episodes,
         "return": float(per_episode["return"].mean()),
         "return_std": float(per_episode["return"].std()),
@@ -168,6 +190,9 @@ def evaluate(
         "per_episode": per_episode,
         "wall_s": time.perf_counter() - start,
     }
+    if traced:
+        out["traced"] = traced
+    return out
 
 
 @functools.lru_cache(maxsize=32)

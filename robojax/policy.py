@@ -189,6 +189,18 @@ def receding_horizon(
     return init_carry, step
 
 
+def shift_chunk(chunk: jax.Array, num_executed: int) -> jax.Array:
+    """Drop the first `num_executed` actions along the time axis (-2) and repeat the last action to refill."""
+    horizon = chunk.shape[-2]
+    if not 0 <= num_executed <= horizon:
+        raise ValueError(f"cannot shift a chunk of {horizon} actions by {num_executed}")
+    if num_executed == 0:
+        return chunk
+    last = chunk[..., -1:, :]
+    pad = jnp.repeat(last, num_executed, axis=-2)
+    return jnp.concatenate([chunk[..., num_executed:, :], pad], axis=-2)
+
+
 def spec_action_bounds(action_spec) -> dict:
     """{action_low, action_high, action_dtype} of an env's action spec, as the chunking policies' builders take them."""
     return {

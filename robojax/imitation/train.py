@@ -69,6 +69,8 @@ class ChunkLearner:
                 action_high, action_dtype, name) -> Policy (single env; `batched(n)`)
     check_windows(normalized actions [N, Tp, A]) -> None: raise on data the learner cannot use
     describe(config) -> dict: what `evaluate_saved_policy` reports about the policy
+    plan_trace(policy carry) -> pytree [n, ...] and summarize_plans(traced) -> dict: what an
+      evaluation records of the policy's plans each step and reports of them (EBT: energy, compute)
     """
 
     name: str  # "Diffusion Policy"
@@ -84,6 +86,8 @@ class ChunkLearner:
     make_policy: Callable
     check_windows: Callable | None = None
     describe: Callable = lambda config: {}
+    plan_trace: Callable | None = None
+    summarize_plans: Callable | None = None
 
 
 @struct.dataclass
@@ -466,12 +470,21 @@ def evaluate_success(
     env_name: str | None = None,
     episode_length: int = 0,
     make_env: Callable[[str, int, int], Env] | None = None,
+    trace: Callable | None = None,
+    keep_episodes: bool = False,
 ) -> dict:
-    """Success rate over `episodes` closed-loop episodes, run `num_envs` at a time (robojax.evaluation.evaluate)."""
+    """Success rate over `episodes` closed-loop episodes, run `num_envs` at a time (robojax.evaluation.evaluate).
+
+    make_env: `(name, num_envs, episode_length) -> batched Env` (e.g. with a perturbation wrapper).
+    trace: `(state, action, next_state) -> pytree` recorded every step (`keep_episodes` returns it).
+    keep_episodes: also return "per_episode" arrays and "traced" records. "plans" summarises the
+    plans when the learner records them (EBT-Policy: energy and compute per action).
+    """
     name = env_name or loaded.metadata.get("env")
     if not name:
         raise ValueError("the policy's dataset names no env; pass the env to evaluate in")
     make_env = make_env or make_eval_env
+    learner = loaded.learner
     out = evaluation.evaluate(
         loaded.policy(inference),
         lambda n: make_env(name, n, episode_length),
@@ -479,8 +492,16 @@ def evaluate_success(
         num_envs=num_envs,
         seed=seed,
         episode_length=episode_length or None,
+        trace=trace,
+        policy_trace=learner.plan_trace,
     )
-    return {"env": name, **{k: out[k] for k in ("episodes", "success", "success_any_step", "return", "wall_s")}}
+    result = {"env": name, **{k: out[k] for k in ("episodes", "success", "success_any_step", "return", "wall_s")}}
+    if learner.summarize_plans is not None:
+        result["plans"] = learner.summarize_plans(out["traced"])
+    if keep_episodes:
+        result["per_episode"] = out["per_episode"]
+        result["traced"] = out.get("traced", {})
+    return result
 
 
 def measure_latency(

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robojax.data.normalizer import binarize_discrete  # noqa: F401 - the executed-gripper rule, shared
+from robojax.policy import shift_chunk  # noqa: F401 - shared with EBT-Policy's warm start
 
 
 def warm_start_timesteps(start_step: int, num_steps: int) -> tuple[int, ...]:
@@ -45,18 +46,6 @@ def warm_start_timesteps(start_step: int, num_steps: int) -> tuple[int, ...]:
     if len(set(steps)) != len(steps):  # e.g. K'=4, 4 steps: floor spacing collides; fall back to the top ones
         steps = tuple(range(start_step, start_step - num_steps, -1))[:-1] + (0,)
     return steps
-
-
-def shift_chunk(chunk: jax.Array, num_executed: int) -> jax.Array:
-    """Drop the first `num_executed` actions along the time axis (-2) and repeat the last action to refill."""
-    horizon = chunk.shape[-2]
-    if not 0 <= num_executed <= horizon:
-        raise ValueError(f"cannot shift a chunk of {horizon} actions by {num_executed}")
-    if num_executed == 0:
-        return chunk
-    last = chunk[..., -1:, :]
-    pad = jnp.repeat(last, num_executed, axis=-2)
-    return jnp.concatenate([chunk[..., num_executed:, :], pad], axis=-2)
 
 
 def _dims_mask(action_dim: int, dims: Sequence[int]) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from robojax.config_utils import check_choice, check_int, check_number, field
+from robojax.imitation.config import ChunkTrainConfig
 
 GRADIENT_MODES = ("full", "stop_between", "last_step")
 LOSS_STEPS = ("all", "last")
@@ -193,12 +194,26 @@ class InferenceConfig:
     num_samples: int = field(1, "N: initial chunks descended in parallel; the lowest-energy one is kept (best-of-N).")
     langevin_noise: float = field(0.0, "Std of Langevin noise added at each inference step (0: deterministic).")
     action_steps: int = field(0, "Actions executed per plan (0: the policy's action_horizon Ta).")
+    warm_start: bool = field(
+        False, "Start later plans from the previous chunk shifted by the executed actions instead of from noise."
+    )
+    warm_steps: int = field(0, "Descent steps of a warm-started plan when not adaptive (0: inference_steps).")
+    escalate: bool = field(
+        False, "Adaptive compute: when a plan's energy exceeds energy_threshold, plan again with more compute."
+    )
+    energy_threshold: float = field(
+        0.0, "Plan energy above which the policy escalates (calibrate on held-out demo windows)."
+    )
+    escalate_steps: int = field(8, "Descent steps of the escalated plan (the cap on extra steps).")
+    escalate_samples: int = field(8, "Initial chunks of the escalated plan (best-of-N; the cap on extra samples).")
 
     def __post_init__(self):
-        check_int(self, "inference_steps", "max_steps", "num_samples")
-        check_int(self, "action_steps", minimum=0)
+        check_int(self, "inference_steps", "max_steps", "num_samples", "escalate_steps", "escalate_samples")
+        check_int(self, "action_steps", "warm_steps", minimum=0)
         check_number(self, "grad_tol", allow_zero=True)
         check_number(self, "langevin_noise", allow_zero=True)
+        if not isinstance(self.energy_threshold, (int, float)) or self.energy_threshold != self.energy_threshold:
+            raise ValueError(f"InferenceConfig.energy_threshold must be a number, got {self.energy_threshold!r}")
 
     def check_against(self, policy: EBTPolicyConfig) -> None:
         """Raise if these settings cannot run with a policy trained with `policy`."""
@@ -213,3 +228,26 @@ class InferenceConfig:
     def descent_length(self) -> int:
         """The static number of descent iterations: max_steps when adaptive, else inference_steps."""
         return self.max_steps if self.adaptive else self.inference_steps
+
+    def warm(self) -> InferenceConfig:
+        """The settings of a warm-started plan (warm_steps replaces inference_steps when set)."""
+        return dataclasses.replace(self, inference_steps=self.warm_steps or self.inference_steps)
+
+    def escalated(self) -> InferenceConfig:
+        """The settings of an escalated plan: a cold, fixed-length best-of-N descent."""
+        return dataclasses.replace(
+            self,
+            inference_steps=self.escalate_steps,
+            num_samples=self.escalate_samples,
+            adaptive=False,
+            warm_start=False,
+            escalate=False,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(ChunkTrainConfig):
+    """The training loop (`robojax.imitation.config.ChunkTrainConfig`) and the learner's config."""
+
+    policy: EBTPolicyConfig = dataclasses.field(default_factory=EBTPolicyConfig)
+    inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)

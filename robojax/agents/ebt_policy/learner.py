@@ -200,22 +200,25 @@ def plan(
     action_dim: int,
     obs_history: jax.Array,
     key: jax.Array,
+    start: jax.Array | None = None,
 ) -> descent.Descent:
     """Plans for raw observation histories [B, To, obs_dim]: chunks [B, Tp, A] in the model's space.
 
-    Each of the B rows descends `num_samples` chunks from N(0, I) and keeps the lowest final
-    energy. The Descent's energy [B] is the kept plan's energy; steps [B] the steps it used.
+    Each of the B rows descends `num_samples` chunks and keeps the lowest final energy; they start
+    from N(0, I), or the first of them from `start` [B, Tp, A] (a warm start). The Descent's
+    energy [B] is the kept plan's energy; steps [B] the steps it used.
     """
     obs = normalizers.obs.normalize(obs_history)
     B, n = obs.shape[0], inference.num_samples
     alpha = jnp.exp(params["log_alpha"])
     a_key, descend_key = jax.random.split(key)
-    shape = (B, config.pred_horizon, action_dim)
+    a0 = jax.random.normal(a_key, (B, n, config.pred_horizon, action_dim))
+    if start is not None:
+        a0 = a0.at[:, 0].set(start)
     if n == 1:
         energy_fn = energy_function(params, config, action_dim, obs)
-        return descent.descend(energy_fn, jax.random.normal(a_key, shape), descend_key, config, inference, alpha)
+        return descent.descend(energy_fn, a0[:, 0], descend_key, config, inference, alpha)
     energy_fn = energy_function(params, config, action_dim, jnp.repeat(obs, n, axis=0))
-    a0 = jax.random.normal(a_key, (B, n) + shape[1:])
     kept, _ = descent.best_of_n(lambda a: descent.descend(energy_fn, a, descend_key, config, inference, alpha), a0)
     return kept
 
@@ -228,22 +231,63 @@ def plan_while(
     action_dim: int,
     obs_history: jax.Array,
     key: jax.Array,
+    start: jax.Array | None = None,
 ):
-    """Adaptive planning for one observation history [1, To, D] as a while_loop: (chunk, energy, steps)."""
+    """Adaptive planning for one observation history [1, To, D] as a while_loop: (chunk, energy, steps).
+
+    Starts from N(0, I), or from `start` [1, Tp, A] (a warm start).
+    """
     obs = normalizers.obs.normalize(obs_history)
     alpha = jnp.exp(params["log_alpha"])
     a_key, descend_key = jax.random.split(key)
-    a0 = jax.random.normal(a_key, (obs.shape[0], config.pred_horizon, action_dim))
+    a0 = jax.random.normal(a_key, (obs.shape[0], config.pred_horizon, action_dim)) if start is None else start
     energy_fn = energy_function(params, config, action_dim, obs)
     return descent.descend_while(energy_fn, a0, descend_key, config, inference, alpha)
 
 
+def plan_work(steps, samples):
+    """Forward-pass equivalents of a plan: each descent step is a forward and a backward pass
+    (~3 forwards), the kept plan's energy one forward more, times the samples descended."""
+    return samples * (3 * steps + 1)
+
+
 def energy_evaluations(inference: InferenceConfig) -> dict:
-    """Network work per plan, counted structurally: each descent step is a forward and a backward
-    pass (~3 forwards), the kept plan's energy one forward more, times num_samples."""
+    """Network work of a cold plan, counted structurally (`plan_work` at its static step count)."""
     steps = inference.descent_length()
     return {
         "grad_steps": steps,
         "samples": inference.num_samples,
-        "forward_equivalents": inference.num_samples * (3 * steps + 1),
+        "forward_equivalents": plan_work(steps, inference.num_samples),
     }
+
+
+def plan_energies(
+    params,
+    normalizers: ChunkNormalizers,
+    config: EBTPolicyConfig,
+    inference: InferenceConfig,
+    action_dim: int,
+    obs_histories,
+    key: jax.Array,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """The cold plan's energy [N] for each raw observation history [N, To, D] (threshold calibration)."""
+    obs = np.asarray(obs_histories, np.float32)
+    run = jax.jit(lambda o, k: plan(params, normalizers, config, inference, action_dim, o, k).energy)
+    out = []
+    for i, start in enumerate(range(0, len(obs), batch_size)):
+        chunk = obs[start : start + batch_size]
+        pad = batch_size - len(chunk)  # one compiled shape
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
+        out.append(np.asarray(run(jnp.asarray(padded), jax.random.fold_in(key, i)))[: len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def calibrate_energy_threshold(energies, quantile: float = 0.9) -> float:
+    """The plan energy at `quantile` of held-out demo windows: plans above it are unusual for the demos."""
+    energies = np.asarray(energies, np.float64)
+    if energies.size == 0 or not np.all(np.isfinite(energies)):
+        raise ValueError("energy-threshold calibration needs finite plan energies on at least one held-out window")
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"calibration quantile must be in (0, 1), got {quantile}")
+    return float(np.quantile(energies, quantile))

@@ -179,3 +179,33 @@ def test_receding_horizon_policy_carries_the_plan_energy():
     )
     _, acarry = jax.jit(adaptive.step)(adaptive.init_carry(), obs[0], jax.random.key(0))
     assert int(acarry.plan_info["steps"][0]) == 1
+
+
+def test_warm_start_and_escalation_count_their_work():
+    obs = np.asarray(BATCH["obs"][:, -1])
+
+    def run(inference, n=4, batch=None):
+        policy = make_policy(STATE.params, STATE.normalizers, CONFIG, inference, OBS_DIM, ACTION_DIM)
+        if batch:
+            policy = batch_policy(policy, batch)
+        step, carry, infos = jax.jit(policy.step), policy.init_carry(), []
+        for t in range(n):
+            _, carry = step(carry, obs[t : t + batch] if batch else obs[t], jax.random.key(t))
+            infos.append(jax.device_get(carry.plan_info))
+        return infos
+
+    # Warm start: the first plan is cold (2 steps, 3*2+1 forwards), later ones warm (1 step).
+    warm = run(InferenceConfig(inference_steps=2, warm_start=True, warm_steps=1))
+    assert [int(i["steps"][0]) for i in warm] == [2, 2, 1, 1]
+    assert [float(i["work"][0]) for i in warm] == [7.0, 7.0, 4.0, 4.0]
+    # Escalation: above the threshold a best-of-3, 4-step plan follows and the lower energy is kept.
+    base = run(InferenceConfig(inference_steps=2), n=1)[0]
+    never = run(InferenceConfig(inference_steps=2, escalate=True, energy_threshold=1e9), n=1)[0]
+    kwargs = dict(inference_steps=2, escalate=True, energy_threshold=-1e9, escalate_steps=4, escalate_samples=3)
+    always = run(InferenceConfig(**kwargs), n=1)[0]
+    assert not never["escalated"][0] and float(never["work"][0]) == 7.0 and never["energy"][0] == base["energy"][0]
+    assert always["escalated"][0] and float(always["work"][0]) == 7.0 + 3 * (3 * 4 + 1)
+    assert always["energy"][0] <= base["energy"][0] + 1e-6
+    # Batched, the same rule per env: every env escalates at a threshold below all energies.
+    batched = run(InferenceConfig(**kwargs), n=1, batch=3)[0]
+    assert batched["escalated"].all() and np.all(batched["work"] == 7.0 + 39.0)
