@@ -1,4 +1,4 @@
-"""Export a trained policy (SAC, PPO, Diffusion Policy, RAPTOR student) as a self-contained artifact.
+"""Export a trained policy (SAC, PPO, Diffusion Policy, EBT-Policy, RAPTOR student) as a self-contained artifact.
 
     python -m experiments.export_policy --checkpoint=runs/sac_arm_reach --out=artifacts/sac_arm_reach
     python -m experiments.export_policy --checkpoint=runs/sac_arm_reach/checkpoints --step=20000 \
@@ -6,6 +6,7 @@
 
     python -m experiments.export_policy --checkpoint=runs/dp_push --out=artifacts/dp_push_rti \
         --inference=rti --action_steps=1 --rti_start_step=20 --rti_steps=2
+    python -m experiments.export_policy --checkpoint=runs/ebt_push --out=artifacts/ebt_push --inference_steps=2
     python -m experiments.export_policy --checkpoint=runs/raptor --out=artifacts/raptor_student
     python -m experiments.export_policy --checkpoint=runs/ppo_cartpole --out=artifacts/ppo_cartpole --seed_index=1
 
@@ -20,6 +21,10 @@ The learner is detected from the saved metadata's format string:
   Diffusion Policy             a run directory or its policy/ (robojax.diffusion_policy/1); the
                                receding-horizon policy with --inference=ddpm|ddim|rti and its step
                                flags (default: the run's own inference settings), recorded in the sidecar
+  EBT-Policy                   a run directory or its policy/ (robojax.ebt_policy/1); the energy-descent
+                               receding-horizon policy with its inference flags (--inference_steps,
+                               --adaptive, --num_samples, --warm_start, --escalate, ...; default: the
+                               run's own settings); the plan's energy rides in the carry
   RAPTOR (robojax.raptor/1)    a run directory, its checkpoints/student[/EPOCH] (checkpoints/feedforward:
                                the ablation), or a student .npz in networks.numpy_parameters layout
 The artifact is the policy's step serialised with jax.export (normalisers, chunk bookkeeping or GRU
@@ -55,16 +60,20 @@ _CONTROL_DT = flags.DEFINE_float(
 _OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing artifact at --out.")
 
 
-def _define_inference_flags() -> dict:
-    """Diffusion Policy inference flags, one per InferenceConfig field; None keeps the run's setting."""
+def _define_inference_flags(config_cls, learner: str, skip=()) -> dict:
+    """A learner's inference flags, one per InferenceConfig field; None keeps the run's setting."""
     import dataclasses
 
-    from robojax.agents.diffusion_policy.config import INFERENCE_MODES, InferenceConfig
+    from robojax.agents.diffusion_policy.config import INFERENCE_MODES
 
     defined = {}
-    for field in dataclasses.fields(InferenceConfig):
-        help_ = "Diffusion Policy: " + field.metadata.get("help", field.name) + " (default: the run's setting)"
-        if field.name == "inference":
+    for field in dataclasses.fields(config_cls):
+        if field.name in skip:
+            continue
+        help_ = f"{learner}: " + field.metadata.get("help", field.name) + " (default: the run's setting)"
+        if field.type in ("bool", bool):
+            defined[field.name] = flags.DEFINE_boolean(field.name, None, help_)
+        elif field.name == "inference":
             defined[field.name] = flags.DEFINE_enum(field.name, None, list(INFERENCE_MODES), help_)
         elif field.type in ("int", int):
             defined[field.name] = flags.DEFINE_integer(field.name, None, help_)
@@ -75,11 +84,22 @@ def _define_inference_flags() -> dict:
     return defined
 
 
-_INFERENCE = _define_inference_flags()
+def _inference_flags():
+    from robojax.agents.diffusion_policy.config import InferenceConfig
+    from robojax.agents.ebt_policy.config import InferenceConfig as EBTInferenceConfig
+
+    dp = _define_inference_flags(InferenceConfig, "Diffusion Policy")
+    # --action_steps is shared: both learners execute that many actions per plan.
+    ebt = _define_inference_flags(EBTInferenceConfig, "EBT-Policy", skip=("action_steps",))
+    return dp, {**ebt, "action_steps": dp["action_steps"]}
+
+
+_INFERENCE, _EBT_INFERENCE = _inference_flags()
 KINDS = {
     "sac": "a SAC run, policy/, checkpoints/ or checkpoint step (format robojax.sac.*)",
     "ppo": "a PPO run, policy/, checkpoints/ or checkpoint step (format robojax.ppo/1)",
     "diffusion_policy": "a Diffusion Policy run or its policy/ directory (format robojax.diffusion_policy/1)",
+    "ebt_policy": "an EBT-Policy run or its policy/ directory (format robojax.ebt_policy/1)",
     "raptor": "a RAPTOR run, its checkpoints/student[/EPOCH], or a student .npz (format robojax.raptor/1)",
 }
 
@@ -124,7 +144,7 @@ def _checkpoint_format(path: str) -> str | None:
 
 
 def detect_kind(path: str) -> str:
-    """'sac', 'ppo', 'diffusion_policy' or 'raptor', from the format string saved beside the parameters."""
+    """'sac', 'ppo', 'diffusion_policy', 'ebt_policy' or 'raptor', from the format string saved beside the parameters."""
     from robojax.agents.raptor.export import is_student_npz
 
     path = os.path.abspath(path)
@@ -146,6 +166,7 @@ def detect_kind(path: str) -> str:
                 ("robojax.sac.", "sac"),
                 ("robojax.ppo", "ppo"),
                 ("robojax.diffusion_policy", "diffusion_policy"),
+                ("robojax.ebt_policy", "ebt_policy"),
                 ("robojax.raptor", "raptor"),
             ):
                 if fmt.startswith(prefix):
@@ -155,27 +176,32 @@ def detect_kind(path: str) -> str:
     raise app.UsageError(f"--checkpoint {path} holds {fmt}; export_policy accepts {accepted}")
 
 
-def _inference_config(saved):
+def _inference_config(saved, config_cls, defined):
     import dataclasses
 
-    from robojax.agents.diffusion_policy.config import InferenceConfig
-
-    given = {name: flag.value for name, flag in _INFERENCE.items() if flag.value is not None}
-    return dataclasses.replace(saved or InferenceConfig(), **given)
+    given = {name: flag.value for name, flag in defined.items() if flag.value is not None}
+    return dataclasses.replace(saved or config_cls(), **given)
 
 
 def _export(kind: str):
     platforms = tuple(_PLATFORMS.value)
     if kind not in ("sac", "ppo") and _STOCHASTIC.value:
         raise app.UsageError(
-            "--stochastic applies to SAC and PPO only (Diffusion Policy always samples; RAPTOR is deterministic)"
+            "--stochastic applies to SAC and PPO only (Diffusion Policy and EBT-Policy always sample; RAPTOR is"
+            " deterministic)"
         )
     if kind != "ppo" and _SEED_INDEX.value is not None:
         raise app.UsageError(f"--seed_index applies to PPO runs (several seeds in one run), not to a {kind} policy")
-    if kind != "diffusion_policy":
-        given = sorted(name for name, flag in _INFERENCE.items() if flag.value is not None)
-        if given:
-            raise app.UsageError(f"--{', --'.join(given)} apply to Diffusion Policy only, not to a {kind} policy")
+    dp_only = sorted(set(_INFERENCE) - set(_EBT_INFERENCE))
+    ebt_only = sorted(set(_EBT_INFERENCE) - set(_INFERENCE))
+    for learner, names, accepts in (
+        ("Diffusion Policy", dp_only, ("diffusion_policy",)),
+        ("EBT-Policy", ebt_only, ("ebt_policy",)),
+        ("Diffusion Policy and EBT-Policy", ["action_steps"], ("diffusion_policy", "ebt_policy")),
+    ):
+        given = [name for name in names if _INFERENCE.get(name, _EBT_INFERENCE.get(name)).value is not None]
+        if given and kind not in accepts:
+            raise app.UsageError(f"--{', --'.join(given)} apply to {learner} only, not to a {kind} policy")
     if kind == "sac":
         from robojax.agents.sac.export import export_sac, load_sac_source
 
@@ -211,10 +237,26 @@ def _export(kind: str):
 
         source = load_dp_source(_CHECKPOINT.value, step=_STEP.value)
         control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
+        from robojax.agents.diffusion_policy.config import InferenceConfig
+
         return export_diffusion_policy(
             source,
             _OUT.value,
-            inference=_inference_config(source.inference),
+            inference=_inference_config(source.inference, InferenceConfig, _INFERENCE),
+            control_dt=control_dt,
+            platforms=platforms,
+            overwrite=_OVERWRITE.value,
+        )
+    if kind == "ebt_policy":
+        from robojax.agents.ebt_policy.config import InferenceConfig as EBTInferenceConfig
+        from robojax.agents.ebt_policy.export import export_ebt_policy, load_ebt_source
+
+        source = load_ebt_source(_CHECKPOINT.value, step=_STEP.value)
+        control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
+        return export_ebt_policy(
+            source,
+            _OUT.value,
+            inference=_inference_config(source.inference, EBTInferenceConfig, _EBT_INFERENCE),
             control_dt=control_dt,
             platforms=platforms,
             overwrite=_OVERWRITE.value,
@@ -244,7 +286,12 @@ def main(argv):
     if chunking.get("chunk_length", 1) > 1:
         print(
             f"  chunking    Tp={chunking['chunk_length']} Ta={chunking['executed_steps']}"
-            f" inference={chunking.get('inference')} nfe/chunk={chunking.get('nfe_per_chunk')}"
+            f" inference={chunking.get('inference')}"
+            + (
+                f" nfe/chunk={chunking['nfe_per_chunk']}"
+                if "nfe_per_chunk" in chunking
+                else f" forward equivalents/plan={chunking.get('forward_equivalents_per_plan')}"
+            )
         )
     if sidecar["carry"]:
         print(f"  carry       {', '.join(c['name'] + str(c['shape']) for c in sidecar['carry'])}")
