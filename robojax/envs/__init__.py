@@ -2,7 +2,8 @@
 bridges to other env ecosystems."""
 
 from robojax.envs.core import ArraySpec, Env, EnvState, HostEnv, Wrapper, tree_where
-from robojax.envs.registry import gymnasium_id, make, names, register, task_class
+from robojax.envs.perturbation import Perturbation, shift_free_joint
+from robojax.envs.registry import gymnasium_id, make, names, perturbation_names, register, task_class
 from robojax.envs.wrappers import (
     ActionRepeat,
     AutoResetWrapper,
@@ -22,6 +23,7 @@ __all__ = [
     "EnvState",
     "EpisodeStatistics",
     "HostEnv",
+    "Perturbation",
     "TimeLimit",
     "Uniform",
     "VmapWrapper",
@@ -29,7 +31,9 @@ __all__ = [
     "gymnasium_id",
     "make",
     "names",
+    "perturbation_names",
     "register",
+    "shift_free_joint",
     "task_class",
     "tree_where",
 ]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from robojax.envs.core import Env
+from robojax.envs.perturbation import Perturbation
 from robojax.envs.wrappers import (
     ActionRepeat,
     AutoResetWrapper,
@@ -181,6 +182,47 @@ def _construct(name: str, overrides: Mapping[str, Any]) -> Env:
     return cls(**overrides)
 
 
+def perturbation_names(env: Env) -> tuple[str, ...]:
+    """The named perturbations a constructed task offers (`make(..., perturbation=...)`); () if none."""
+    task = env.unwrapped
+    names_ = getattr(task, "perturbation_names", ())
+    return tuple(names_) if callable(getattr(task, "perturbation", None)) else ()
+
+
+def _tasks_with_perturbations() -> list[str]:
+    """Registered tasks whose class declares named perturbations (for error messages only)."""
+    found = []
+    for name in names():
+        try:
+            cls = task_class(name)
+        except Exception:  # noqa: BLE001 (a task that fails to import has none we can list)
+            continue
+        if getattr(cls, "perturbation_names", ()) and callable(getattr(cls, "perturbation", None)):
+            found.append(name)
+    return found
+
+
+def _with_perturbation(env: Env, name: str, perturbation: str, delay: int, kwargs: Mapping[str, Any]) -> Env:
+    available = perturbation_names(env)
+    if not available:
+        others = _tasks_with_perturbations()
+        hint = f" Tasks with named perturbations: {', '.join(others)}." if others else ""
+        raise ValueError(
+            f"task {name!r} has no named perturbations (a task offers them with `perturbation_names`"
+            f" and `perturbation(name, **kw) -> (trigger, apply)`); wrap it with"
+            f" robojax.envs.Perturbation(env, trigger, apply) yourself.{hint}"
+        )
+    if perturbation not in available:
+        close = difflib.get_close_matches(str(perturbation), available, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown perturbation {perturbation!r} for task {name!r}.{hint}"
+            f" Available: {', '.join(repr(p) for p in available)}"
+        )
+    trigger, apply = env.unwrapped.perturbation(perturbation, **kwargs)
+    return Perturbation(env, trigger, apply, delay=delay, name=perturbation)
+
+
 def make(
     name: str,
     *,
@@ -189,6 +231,9 @@ def make(
     action_repeat: int = 1,
     domain_randomization: Mapping[str, Any] | None = None,
     autoreset: bool | None = None,
+    perturbation: str | None = None,
+    perturbation_delay: int = 0,
+    perturbation_kwargs: Mapping[str, Any] | None = None,
     **overrides,
 ) -> Env:
     """Build a task with the standard wrappers.
@@ -200,11 +245,22 @@ def make(
       action_repeat: repeat each action this many control steps.
       domain_randomization: `{model_field: Uniform(...)}` sampled per env on reset.
       autoreset: reset finished episodes inside `step` (default: on when batched).
+      perturbation: a named mid-episode perturbation of the task (e.g. "cube_shift" on
+        arm_push_cube; `perturbation_names(env)` lists a task's), applied once per episode by a
+        `Perturbation` wrapper directly on the task; `info["perturbed"]`/`["perturbed_step"]`
+        report it.
+      perturbation_delay: control steps (of the task, before `action_repeat`) from the trigger
+        to the perturbation.
+      perturbation_kwargs: arguments of the task's perturbation (e.g. `{"low": 0.03, "high": 0.05}`).
       **overrides: task constructor arguments (e.g. `control_dt`, MuJoCo options like `iterations`).
     """
+    if perturbation is None and (perturbation_kwargs or perturbation_delay):
+        raise ValueError("perturbation_delay / perturbation_kwargs given without perturbation=<name>")
     env = _construct(name, overrides)
     if episode_length is None:
         episode_length = getattr(env, "episode_length", None)
+    if perturbation is not None:
+        env = _with_perturbation(env, name, perturbation, perturbation_delay, perturbation_kwargs or {})
     if action_repeat != 1:
         env = ActionRepeat(env, action_repeat)
     if domain_randomization:
