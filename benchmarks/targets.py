@@ -28,6 +28,7 @@ BENCHMARKS = {
     "deploy": "deploy",
     "deploy_train_sac": "deploy_train_sac",
     "diffusion_policy": "diffusion_policy",
+    "ebt_policy": "ebt_policy",
     "env_throughput": "env_throughput",
     "env_throughput_arm": "env_throughput",  # the arm rows re-measured by the same script
     "quadrotor_throughput": "quadrotor_throughput",

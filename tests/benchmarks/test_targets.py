@@ -269,3 +269,69 @@ def test_quadrotor_throughput_targets():
     assert fn({"student_latency": {"c": c}})["c_export_parity"]["met"]
     assert not fn({"student_latency": {"c": {**c, "selftest_passed": False}}})["c_export_parity"]["met"]
     assert fn({"student_latency": {}})["c_export_parity"]["measured"] is None
+
+
+def _ebt_row(learner, mode, success, **kw):
+    row = {
+        "task": "arm_push_cube",
+        "seed": 0,
+        "learner": learner,
+        "mode": mode,
+        "success": success,
+        "per_action_ms_mean": kw.pop("ms", 1.0),
+        "curve": kw.pop("curve", []),
+    }
+    return {**row, **kw}
+
+
+def test_ebt_policy_targets():
+    fn = benchmark_targets("ebt_policy")
+    curve = lambda *points: [{"steps": s, "wall_s": w, "success": x} for s, w, x in points]
+    rows = [
+        _ebt_row("ebt", "K=1", 0.90, mean_steps_per_plan=1.0, mean_work_per_action=0.5),
+        _ebt_row(
+            "ebt",
+            "K=2",
+            0.95,
+            ms=2.0,
+            mean_steps_per_plan=2.0,
+            mean_work_per_action=0.875,
+            auroc_max_energy=0.8,
+            auroc_mean_energy=0.7,
+            mean_plan_energy=-1.0,
+            perturbed_mean_plan_energy=-0.5,
+            perturbed_success=0.9,
+            perturbed_fraction=1.0,
+            curve=curve((500, 100, 0.5), (1000, 200, 0.9)),
+        ),
+        _ebt_row("ebt", "K=1 escalate", 0.96, mean_steps_per_plan=1.5, mean_work_per_action=0.8, escalation_rate=0.2),
+        _ebt_row("ebt", "adaptive", 0.95, mean_steps_per_plan=3.0, mean_work_per_action=1.2),
+        _ebt_row("ebt", "adaptive+warm", 0.95, mean_steps_per_plan=1.5, mean_work_per_action=0.7),
+        _ebt_row("dp", "ddpm (Ta=8)", 0.93, ms=25.0, perturbed_success=0.8, curve=curve((1000, 300, 0.9))),
+        _ebt_row("dp", "rti", 0.92, ms=1.0, perturbed_success=0.7),
+    ]
+    full = {"num_demos": 200, "eval_episodes": 100, "ebt_steps": 1000, "dp_steps": 1000}
+    block = fn({"rows": [dict(r, seed=s) for s in (0, 1, 2) for r in rows], "settings": full})
+    check_targets(block)
+    for name in (
+        "success_vs_dp",
+        "descent_steps",
+        "latency_vs_ddpm",
+        "training_compute",
+        "energy_auroc",
+        "energy_perturbed_vs_nominal",
+        "adaptive_compute",
+        "warm_start_steps_saved",
+        "recovery",
+    ):
+        assert block[f"arm_push_cube_{name}"]["met"], (name, block[f"arm_push_cube_{name}"])
+    assert block["arm_push_cube_training_compute"]["measured"] == pytest.approx(200 / 300)
+    assert block["arm_push_cube_descent_steps"]["measured"] == 1.5  # adaptive+warm, within 2 points of the best
+    assert not block["arm_pick_place_success_vs_dp"]["met"] and block["arm_pick_place_success_vs_dp"]["note"]
+    # One seed, or fewer episodes, cannot meet the success target; a worse EBT fails it.
+    assert not fn({"rows": rows, "settings": full})["arm_push_cube_success_vs_dp"]["met"]
+    worse = [dict(r, success=0.5) if r["learner"] == "ebt" else r for r in rows]
+    assert not fn({"rows": worse, "settings": full})["arm_push_cube_success_vs_dp"]["met"]
+    slow = [dict(r, per_action_ms_mean=5.0) if r["learner"] == "ebt" else r for r in rows]
+    assert not fn({"rows": slow, "settings": full})["arm_push_cube_latency_vs_ddpm"]["met"]
+    check_targets(fn({"rows": [], "settings": {}}))

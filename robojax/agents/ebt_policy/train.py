@@ -23,7 +23,13 @@ from robojax.data.episodes import EpisodeDataset
 from robojax.data.windows import make_windows
 from robojax.envs.core import Env
 from robojax.imitation import train as loop
-from robojax.imitation.train import LoadedPolicy, LoopState, TrainResult  # noqa: F401 - part of this interface
+from robojax.imitation.train import (  # noqa: F401 - part of this interface
+    LoadedPolicy,
+    LoopState,
+    TrainResult,
+    evaluate_success,
+    measure_latency,
+)
 
 POLICY_FORMAT = "robojax.ebt_policy/1"
 RUN_FORMAT = "robojax.ebt_policy.loop/1"
