@@ -232,32 +232,25 @@ def _export(kind: str):
             platforms=platforms,
             overwrite=_OVERWRITE.value,
         )
-    if kind == "diffusion_policy":
-        from robojax.agents.diffusion_policy.export import export_diffusion_policy, load_dp_source
+    if kind in ("diffusion_policy", "ebt_policy"):
+        if kind == "diffusion_policy":
+            from robojax.agents.diffusion_policy.config import InferenceConfig
+            from robojax.agents.diffusion_policy.export import export_diffusion_policy as export
+            from robojax.agents.diffusion_policy.export import load_dp_source as load
 
-        source = load_dp_source(_CHECKPOINT.value, step=_STEP.value)
-        control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
-        from robojax.agents.diffusion_policy.config import InferenceConfig
+            defined = _INFERENCE
+        else:
+            from robojax.agents.ebt_policy.config import InferenceConfig
+            from robojax.agents.ebt_policy.export import export_ebt_policy as export
+            from robojax.agents.ebt_policy.export import load_ebt_source as load
 
-        return export_diffusion_policy(
+            defined = _EBT_INFERENCE
+        source = load(_CHECKPOINT.value, step=_STEP.value)
+        return export(
             source,
             _OUT.value,
-            inference=_inference_config(source.inference, InferenceConfig, _INFERENCE),
-            control_dt=control_dt,
-            platforms=platforms,
-            overwrite=_OVERWRITE.value,
-        )
-    if kind == "ebt_policy":
-        from robojax.agents.ebt_policy.config import InferenceConfig as EBTInferenceConfig
-        from robojax.agents.ebt_policy.export import export_ebt_policy, load_ebt_source
-
-        source = load_ebt_source(_CHECKPOINT.value, step=_STEP.value)
-        control_dt = _CONTROL_DT.value or source.control_dt or _task_control_dt(source.env)
-        return export_ebt_policy(
-            source,
-            _OUT.value,
-            inference=_inference_config(source.inference, EBTInferenceConfig, _EBT_INFERENCE),
-            control_dt=control_dt,
+            inference=_inference_config(source.inference, InferenceConfig, defined),
+            control_dt=_CONTROL_DT.value or source.control_dt or _task_control_dt(source.env),
             platforms=platforms,
             overwrite=_OVERWRITE.value,
         )

@@ -270,3 +270,14 @@ def train_or_usage_error(train: Callable[[Any], Any], config: Any, usage_errors:
         return train(config)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointMismatchError, *usage_errors) as e:
         raise app.UsageError(str(e)) from None
+
+
+def report_chunk_training(result: Any) -> None:
+    """The closing lines of a demo-trained chunk policy's training experiment (DP, EBT-Policy)."""
+    success = "n/a" if result.final_success is None else f"{100 * result.final_success:.1f}%"
+    print(
+        f"final success {success} after {result.steps:,d} gradient steps in {result.wall_s:.0f} s"
+        f" (first iteration incl. compile {result.first_iteration_s:.0f} s)\n"
+        f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, policy/, checkpoints/)",
+        flush=True,
+    )

@@ -66,13 +66,7 @@ def main(argv: typing.Sequence[str]) -> None:
     from robojax.data.episodes import DatasetError
 
     result = config_flags.train_or_usage_error(train, config, (DatasetError,))
-    success = "n/a" if result.final_success is None else f"{100 * result.final_success:.1f}%"
-    print(
-        f"final success {success} after {result.steps:,d} gradient steps in {result.wall_s:.0f} s"
-        f" (first iteration incl. compile {result.first_iteration_s:.0f} s)\n"
-        f"run directory: {result.workdir} (metrics.jsonl, tensorboard/, policy/, checkpoints/)",
-        flush=True,
-    )
+    config_flags.report_chunk_training(result)
 
 
 if __name__ == "__main__":

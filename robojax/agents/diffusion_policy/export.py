@@ -25,8 +25,6 @@ Where parameters come from (`load_dp_source`): a saved policy directory (`RUN/po
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from robojax.agents.diffusion_policy import train as dp_train
 from robojax.agents.diffusion_policy.config import InferenceConfig
@@ -57,29 +55,14 @@ def make_policy(source: DPSource, inference: InferenceConfig) -> Policy:
 
 
 def export_diffusion_policy(
-    source: DPSource,
-    out_dir: str | os.PathLike,
-    *,
-    inference: InferenceConfig | None = None,
-    control_dt: float | None = None,
-    platforms=("cpu",),
-    metadata: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
+    source: DPSource, out_dir: str | os.PathLike, *, inference: InferenceConfig | None = None, **kwargs
 ) -> str:
-    """Write the policy artifact of a Diffusion Policy (see robojax.export.export_policy).
+    """Write the policy artifact of a Diffusion Policy (`robojax.imitation.export.export_chunk_policy`: control_dt,
+    platforms, metadata, overwrite).
 
     inference: default the run's own recorded settings, else `InferenceConfig()`.
-    control_dt: default the dataset's control period recorded with the policy.
     """
     inference = inference or source.inference or InferenceConfig()
     return chunk_export.export_chunk_policy(
-        "diffusion_policy",
-        make_policy(source, inference),
-        source,
-        out_dir,
-        inference=inference,
-        control_dt=control_dt,
-        platforms=platforms,
-        metadata=metadata,
-        overwrite=overwrite,
+        "diffusion_policy", make_policy(source, inference), source, out_dir, inference=inference, **kwargs
     )

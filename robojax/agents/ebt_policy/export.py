@@ -18,8 +18,6 @@ artifact is `stochastic`; `robojax.deploy.load(dir, seed=...)` fixes the stream.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from robojax.agents.ebt_policy import train as ebt_train
 from robojax.agents.ebt_policy.config import InferenceConfig
@@ -39,29 +37,14 @@ def make_policy(source: ChunkSource, inference: InferenceConfig) -> Policy:
 
 
 def export_ebt_policy(
-    source: ChunkSource,
-    out_dir: str | os.PathLike,
-    *,
-    inference: InferenceConfig | None = None,
-    control_dt: float | None = None,
-    platforms=("cpu",),
-    metadata: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
+    source: ChunkSource, out_dir: str | os.PathLike, *, inference: InferenceConfig | None = None, **kwargs
 ) -> str:
-    """Write the policy artifact of an EBT-Policy (see robojax.export.export_policy).
+    """Write the policy artifact of an EBT-Policy (`robojax.imitation.export.export_chunk_policy`: control_dt,
+    platforms, metadata, overwrite).
 
     inference: default the run's own recorded settings, else `InferenceConfig()`.
-    control_dt: default the dataset's control period recorded with the policy.
     """
     inference = inference or source.inference or InferenceConfig()
     return chunk_export.export_chunk_policy(
-        "ebt_policy",
-        make_policy(source, inference),
-        source,
-        out_dir,
-        inference=inference,
-        control_dt=control_dt,
-        platforms=platforms,
-        metadata=metadata,
-        overwrite=overwrite,
+        "ebt_policy", make_policy(source, inference), source, out_dir, inference=inference, **kwargs
     )
