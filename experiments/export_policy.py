@@ -265,7 +265,10 @@ def _export(kind: str):
 
 def main(argv):
     del argv
-    out = _export(detect_kind(_CHECKPOINT.value))
+    try:
+        out = _export(detect_kind(_CHECKPOINT.value))
+    except (FileNotFoundError, FileExistsError) as e:  # a broken or missing saved policy, an existing --out
+        raise app.UsageError(str(e)) from None
     with open(os.path.join(out, "artifact.json")) as f:
         sidecar = json.load(f)
     src = sidecar["source_checkpoint"] or {}

@@ -123,11 +123,12 @@ def test_sources_npz_checkpoint_and_cli(params, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     with open(other / "policy.json", "w") as f:
-        json.dump({"format": "robojax.ebt_policy/1"}, f)
+        json.dump({"format": "robojax.world_model/1"}, f)
     bad = [sys.executable, "-m", "experiments.export_policy", f"--out={tmp_path / 'bad'}"]
     proc = subprocess.run(bad + [f"--checkpoint={other}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "robojax.ebt_policy/1" in proc.stderr and "sac:" in proc.stderr and "diffusion_policy:" in proc.stderr
+    assert "robojax.world_model/1" in proc.stderr and "sac:" in proc.stderr and "diffusion_policy:" in proc.stderr
+    assert "ebt_policy:" in proc.stderr
     assert "raptor:" in proc.stderr
     proc = subprocess.run(
         bad + [f"--checkpoint={npz}", "--inference=rti"], cwd=ROOT, capture_output=True, text=True, timeout=300
