@@ -40,7 +40,7 @@ from robojax.envs import registry as env_registry
 from robojax.envs.core import ArraySpec, Env
 from robojax.evaluation import episode_length_of, make_episode_evaluator
 from robojax.imitation.config import ChunkTrainConfig
-from robojax.policy import Policy
+from robojax.policy import Policy, spec_action_bounds
 
 # Top-level loop settings that may change between a run and its resumption without changing what it learns.
 RESUMABLE_CHANGES = (
@@ -308,8 +308,6 @@ class LoadedPolicy:
 
     def policy(self, inference: Any, *, name: str = "") -> Policy:
         """The single-env receding-horizon policy (`batch_policy(policy, n)` for n envs on one clock)."""
-        from robojax.policy import spec_action_bounds
-
         return self.learner.make_policy(
             self.params,
             self.normalizers,

@@ -18,6 +18,7 @@ from robojax.agents.ebt_policy.config import EBTPolicyConfig, InferenceConfig, T
 from robojax.agents.ebt_policy.export import export_ebt_policy, load_ebt_source, source_from_train_state
 from robojax.config_utils import to_dict
 from robojax.envs.core import ArraySpec
+from robojax.policy import spec_action_bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OBS_DIM, ACT_DIM, GRIPPER = 5, 3, 2
@@ -50,8 +51,8 @@ def _observations(n):
 
 def _reference(state, inference, obs, seed):
     """The learner's own step over the sequence, keyed like the artifact: (use, next) = split(key)."""
-    policy = receding_horizon.receding_horizon_policy(
-        state.ema_params, state.normalizers, CONFIG, inference, OBS_SPEC, ACT_SPEC
+    policy = receding_horizon.make_policy(
+        state.ema_params, state.normalizers, CONFIG, inference, OBS_DIM, ACT_DIM, **spec_action_bounds(ACT_SPEC)
     )
     step = jax.jit(policy.step)
     carry, key, actions, energies = policy.init_carry(), jax.random.PRNGKey(seed), [], []

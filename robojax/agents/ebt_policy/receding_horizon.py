@@ -31,8 +31,7 @@ import numpy as np
 from robojax.agents.ebt_policy import learner
 from robojax.agents.ebt_policy.config import EBTPolicyConfig, InferenceConfig
 from robojax.data.normalizer import ChunkNormalizers, binarize_discrete
-from robojax.envs.core import ArraySpec
-from robojax.policy import Policy, receding_horizon, shift_chunk, spec_action_bounds
+from robojax.policy import Policy, receding_horizon, shift_chunk
 
 
 def action_chunking(config: EBTPolicyConfig, inference: InferenceConfig) -> dict:
@@ -166,29 +165,6 @@ def make_policy(
         return dataclasses.replace(single, init_carry=init_carry, step=step, batched=None, batch_size=int(n))
 
     return dataclasses.replace(single, batched=batched)
-
-
-def receding_horizon_policy(
-    params: Any,
-    normalizers: ChunkNormalizers,
-    config: EBTPolicyConfig,
-    inference: InferenceConfig,
-    observation_spec: ArraySpec,
-    action_spec: ArraySpec,
-    *,
-    name: str = "",
-) -> Policy:
-    """`make_policy` for an env's specs: actions clipped to the action spec's bounds, in its dtype."""
-    return make_policy(
-        params,
-        normalizers,
-        config,
-        inference,
-        observation_spec.shape[0],
-        action_spec.shape[0],
-        **spec_action_bounds(action_spec),
-        name=name,
-    )
 
 
 def policy_from_state(
